@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/cmd/leadflow
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/services/gateway
+
+go 1.26

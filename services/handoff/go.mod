@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/services/handoff
+
+go 1.26

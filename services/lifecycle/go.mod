@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/services/lifecycle
+
+go 1.26
