@@ -1,3 +1,3 @@
 module github.com/leadflow/leadflow/services/ingestion
 
-go 1.26
+go 1.26.0
