@@ -118,10 +118,8 @@ func (x *GetWorkspaceResponse) GetWorkspace() *Workspace {
 type CreateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "workspaces/{workspace}"; must be the caller's own.
-	Parent string  `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	ApiKey *ApiKey `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
-	// Makes retries safe: the same request_id returns the same key (AIP-155).
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Parent        string  `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	ApiKey        *ApiKey `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,13 +166,6 @@ func (x *CreateApiKeyRequest) GetApiKey() *ApiKey {
 		return x.ApiKey
 	}
 	return nil
-}
-
-func (x *CreateApiKeyRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
-	}
-	return ""
 }
 
 // CreateApiKeyResponse holds the key and, this once, its secret.
@@ -525,22 +516,21 @@ const file_leadflow_identity_v1_service_proto_rawDesc = "" +
 	"\x13GetWorkspaceRequest\x12C\n" +
 	"\x04name\x18\x01 \x01(\tB/\xe2A\x01\x02\xbaH(r&2$^workspaces/[a-z0-9][a-z0-9-]{0,62}$R\x04name\"U\n" +
 	"\x14GetWorkspaceResponse\x12=\n" +
-	"\tworkspace\x18\x01 \x01(\v2\x1f.leadflow.identity.v1.WorkspaceR\tworkspace\"\xc9\x01\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x1f.leadflow.identity.v1.WorkspaceR\tworkspace\"\xb3\x01\n" +
 	"\x13CreateApiKeyRequest\x12G\n" +
 	"\x06parent\x18\x01 \x01(\tB/\xe2A\x01\x02\xbaH(r&2$^workspaces/[a-z0-9][a-z0-9-]{0,62}$R\x06parent\x12A\n" +
 	"\aapi_key\x18\x02 \x01(\v2\x1c.leadflow.identity.v1.ApiKeyB\n" +
-	"\xe2A\x01\x02\xbaH\x03\xc8\x01\x01R\x06apiKey\x12&\n" +
-	"\n" +
-	"request_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\trequestId\"e\n" +
+	"\xe2A\x01\x02\xbaH\x03\xc8\x01\x01R\x06apiKeyJ\x04\b\x03\x10\x04R\n" +
+	"request_id\"e\n" +
 	"\x14CreateApiKeyResponse\x125\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x1c.leadflow.identity.v1.ApiKeyR\x06apiKey\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xa5\x01\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xaf\x01\n" +
 	"\x12ListApiKeysRequest\x12G\n" +
 	"\x06parent\x18\x01 \x01(\tB/\xe2A\x01\x02\xbaH(r&2$^workspaces/[a-z0-9][a-z0-9-]{0,62}$R\x06parent\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12\x1d\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"v\n" +
 	"\x13ListApiKeysResponse\x127\n" +
 	"\bapi_keys\x18\x01 \x03(\v2\x1c.leadflow.identity.v1.ApiKeyR\aapiKeys\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n" +
