@@ -91,8 +91,8 @@ func withVersionTable(name string) Option { return func(o *options) { o.versionT
 
 type options struct {
 	versionTable string
-	logger      *slog.Logger
-	lockTimeout time.Duration
+	logger       *slog.Logger
+	lockTimeout  time.Duration
 }
 
 // Option configures Up and Status.

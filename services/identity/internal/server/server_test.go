@@ -218,4 +218,3 @@ func TestListApiKeysPages(t *testing.T) {
 		t.Fatalf("bogus token: code = %v, want InvalidArgument", status.Code(err))
 	}
 }
-
