@@ -1,0 +1,118 @@
+// Package outbox delivers cross-service events at least once: the
+// transactional outbox on the producing side and its inbox on the receiving
+// side.
+//
+// A producer calls Publisher.Publish inside the transaction that makes a
+// change, so the change and its events commit or vanish together. A Relay in
+// the same service then hands each event to every subscriber (another
+// service's EventSinkService), retrying with backoff until it is accepted.
+// The relay wakes up on LISTEN/NOTIFY the moment a transaction commits, and
+// several replicas share the work through FOR UPDATE SKIP LOCKED.
+//
+// Receivers wrap their handling in Receive, which records the event id in the
+// inbox in the same transaction, so a redelivery is a harmless no-op.
+//
+// Delivery is at least once and not ordered: a retried event can arrive after
+// a later one. Receivers must accept events in any order.
+//
+// The outbox and inbox tables live in the service's own schema; apply
+// Migrations alongside the service's migrations.
+package outbox
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations creates the outbox and inbox tables.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Routes says which subscribers receive each event type, keyed by the
+// payload's full message name ("leadflow.events.v1.LeadCaptured").
+type Routes map[string][]string
+
+// Route is a convenience to build Routes from payload prototypes.
+func Route(payload proto.Message, subscribers ...string) (string, []string) {
+	return string(payload.ProtoReflect().Descriptor().FullName()), subscribers
+}
+
+// Publisher writes events into the outbox of one service.
+type Publisher struct {
+	source  string
+	channel string
+	routes  Routes
+	now     func() *timestamppb.Timestamp
+}
+
+// NewPublisher returns a publisher for the service named source whose tables
+// live in schema.
+func NewPublisher(source, schema string, routes Routes) *Publisher {
+	return &Publisher{source: source, channel: Channel(schema), routes: routes, now: timestamppb.Now}
+}
+
+// Channel is the NOTIFY channel the relay of schema listens on.
+func Channel(schema string) string { return "outbox_" + schema }
+
+// Publish records an event about lead in tx, for every subscriber routed to
+// the payload's type, and returns it. The trace context of ctx travels with
+// the event. A payload nobody subscribes to is recorded nowhere.
+func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, workspace, lead string, payload proto.Message) (*eventsv1.Event, error) {
+	typ := string(payload.ProtoReflect().Descriptor().FullName())
+	anyPayload, err := anypb.New(payload)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", typ, err)
+	}
+	carrier := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
+	ev := &eventsv1.Event{
+		Id:          uuid.NewString(),
+		Type:        typ,
+		Workspace:   workspace,
+		Lead:        lead,
+		OccurTime:   p.now(),
+		Source:      p.source,
+		Traceparent: carrier.Get("traceparent"),
+		Tracestate:  carrier.Get("tracestate"),
+		Payload:     anyPayload,
+	}
+	subscribers := p.routes[typ]
+	if len(subscribers) == 0 {
+		return ev, nil
+	}
+	raw, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	const q = `
+INSERT INTO outbox (event_id, workspace_id, subscriber, event_type, event)
+SELECT $1, $2, s, $3, $4 FROM unnest($5::text[]) AS s`
+	if _, err := tx.Exec(ctx, q, ev.Id, workspace, typ, raw, subscribers); err != nil {
+		return nil, fmt.Errorf("insert outbox %s: %w", typ, err)
+	}
+	// NOTIFY is transactional: the relay wakes when this commits, not before.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, p.channel); err != nil {
+		return nil, fmt.Errorf("notify outbox: %w", err)
+	}
+	return ev, nil
+}

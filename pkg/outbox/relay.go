@@ -1,0 +1,297 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/postgres"
+)
+
+// Sink delivers one event to one subscriber. A nil error means the
+// subscriber durably accepted it.
+type Sink interface {
+	Deliver(ctx context.Context, ev *eventsv1.Event) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, ev *eventsv1.Event) error
+
+// Deliver implements Sink.
+func (f SinkFunc) Deliver(ctx context.Context, ev *eventsv1.Event) error { return f(ctx, ev) }
+
+// RelayOptions tune a Relay; zero values take the defaults.
+type RelayOptions struct {
+	Logger *slog.Logger
+	// BatchSize is how many rows one pass claims (default 100).
+	BatchSize int
+	// Parallelism bounds concurrent deliveries within a pass (default 8).
+	Parallelism int
+	// DeliverTimeout bounds one delivery (default 10s).
+	DeliverTimeout time.Duration
+	// PollInterval is the longest the relay sleeps without a notification,
+	// a safety net for missed NOTIFYs (default 5s).
+	PollInterval time.Duration
+	// MaxBackoff caps the retry delay of a failing delivery (default 5m).
+	MaxBackoff time.Duration
+}
+
+// Relay moves events from a service's outbox to their subscribers.
+type Relay struct {
+	pool    *pgxpool.Pool
+	channel string
+	sinks   map[string]Sink
+	opts    RelayOptions
+	tracer  trace.Tracer
+}
+
+// NewRelay returns a relay for the outbox in schema. sinks maps subscriber
+// names (as used in Routes) to their delivery.
+func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts RelayOptions) *Relay {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = 8
+	}
+	if opts.DeliverTimeout <= 0 {
+		opts.DeliverTimeout = 10 * time.Second
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 5 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	return &Relay{
+		pool: pool, channel: Channel(schema), sinks: sinks, opts: opts,
+		tracer: otel.Tracer("github.com/leadflow/leadflow/pkg/outbox"),
+	}
+}
+
+// Run delivers until ctx ends. It survives database restarts: on a lost
+// connection it backs off and listens again.
+func (r *Relay) Run(ctx context.Context) error {
+	for {
+		err := r.listenAndDeliver(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.opts.Logger.Warn("outbox relay restarting", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Relay) listenAndDeliver(ctx context.Context) error {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire listen connection: %w", err)
+	}
+	// The LISTEN connection is left in an unknown state; never reuse it.
+	defer conn.Hijack().Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	for {
+		n, err := r.DeliverDue(ctx)
+		if err != nil {
+			return err
+		}
+		if n == r.opts.BatchSize {
+			continue // more may be due right now
+		}
+		wait, err := r.untilNextDue(ctx)
+		if err != nil {
+			return err
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		_, err = conn.Conn().WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+// untilNextDue is how long to sleep before the earliest retry falls due.
+func (r *Relay) untilNextDue(ctx context.Context) (time.Duration, error) {
+	const q = `SELECT min(next_attempt_time) - now() FROM outbox WHERE dead_time IS NULL`
+	var d *time.Duration
+	if err := r.pool.QueryRow(ctx, q).Scan(&d); err != nil {
+		return 0, fmt.Errorf("next due: %w", err)
+	}
+	if d == nil || *d > r.opts.PollInterval {
+		return r.opts.PollInterval, nil
+	}
+	return max(*d, 10*time.Millisecond), nil
+}
+
+type pending struct {
+	id         int64
+	subscriber string
+	event      []byte
+	attempts   int
+	err        error
+}
+
+// DeliverDue makes one pass: it claims up to BatchSize due rows (skipping
+// rows another replica holds), delivers them, and records the outcome in the
+// same transaction. It returns how many rows it claimed.
+func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
+	var claimed int
+	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
+		const claim = `
+SELECT id, subscriber, event, attempts FROM outbox
+ WHERE dead_time IS NULL AND next_attempt_time <= now()
+ ORDER BY id
+ LIMIT $1
+   FOR UPDATE SKIP LOCKED`
+		rows, err := tx.Query(ctx, claim, r.opts.BatchSize)
+		if err != nil {
+			return fmt.Errorf("claim outbox rows: %w", err)
+		}
+		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pending, error) {
+			p := &pending{}
+			return p, row.Scan(&p.id, &p.subscriber, &p.event, &p.attempts)
+		})
+		if err != nil {
+			return fmt.Errorf("read outbox rows: %w", err)
+		}
+		claimed = len(batch)
+		if claimed == 0 {
+			return nil
+		}
+		r.deliverAll(ctx, batch)
+		return r.record(ctx, tx, batch)
+	})
+	return claimed, err
+}
+
+func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
+	sem := make(chan struct{}, r.opts.Parallelism)
+	var wg sync.WaitGroup
+	for _, p := range batch {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p.err = r.deliver(ctx, p)
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *Relay) deliver(ctx context.Context, p *pending) error {
+	sink, ok := r.sinks[p.subscriber]
+	if !ok {
+		return fmt.Errorf("no sink configured for subscriber %q", p.subscriber)
+	}
+	ev := &eventsv1.Event{}
+	if err := proto.Unmarshal(p.event, ev); err != nil {
+		return permanent{fmt.Errorf("decode event: %w", err)}
+	}
+	// Continue the trace of the request that caused the event.
+	parent := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{
+		"traceparent": ev.GetTraceparent(), "tracestate": ev.GetTracestate(),
+	})
+	ctx, span := r.tracer.Start(parent, "outbox.deliver "+ev.GetType(),
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("leadflow.event.type", ev.GetType()),
+			attribute.String("leadflow.event.subscriber", p.subscriber),
+			attribute.String("leadflow.lead_id", ev.GetLead()),
+			attribute.String("leadflow.workspace", ev.GetWorkspace()),
+			attribute.Int("leadflow.event.attempt", p.attempts+1),
+		))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.DeliverTimeout)
+	defer cancel()
+	err := sink.Deliver(ctx, ev)
+	if err != nil {
+		span.RecordError(err)
+		if status.Code(err) == codes.InvalidArgument {
+			err = permanent{err}
+		}
+	}
+	return err
+}
+
+// permanent marks a delivery that no retry can fix (the receiver refused the
+// event itself); such rows are parked with dead_time for an operator.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
+	var done []int64
+	b := &pgx.Batch{}
+	for _, p := range batch {
+		switch {
+		case p.err == nil:
+			done = append(done, p.id)
+		case errors.As(p.err, new(permanent)):
+			r.opts.Logger.Error("outbox event refused for good", "subscriber", p.subscriber, "row", p.id, "error", p.err)
+			b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2, dead_time = now() WHERE id = $1`,
+				p.id, truncate(p.err.Error()))
+		default:
+			delay := r.backoff(p.attempts + 1)
+			r.opts.Logger.Warn("outbox delivery failed", "subscriber", p.subscriber, "row", p.id,
+				"attempt", p.attempts+1, "retry_in", delay, "error", p.err)
+			b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+			                next_attempt_time = now() + $3::interval WHERE id = $1`,
+				p.id, truncate(p.err.Error()), delay)
+		}
+	}
+	if len(done) > 0 {
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, done)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record deliveries: %w", err)
+	}
+	return nil
+}
+
+// backoff is exponential from 1s with full jitter, capped at MaxBackoff.
+func (r *Relay) backoff(attempt int) time.Duration {
+	d := time.Second << min(attempt-1, 20)
+	if d > r.opts.MaxBackoff || d <= 0 {
+		d = r.opts.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func truncate(s string) string {
+	const limit = 2000
+	if len(s) > limit {
+		return s[:limit]
+	}
+	return s
+}
