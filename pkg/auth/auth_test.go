@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -127,5 +128,28 @@ func TestCachingAuthenticator(t *testing.T) {
 	}
 	if n := calls.Load(); n != 3 {
 		t.Fatal("malformed key reached the identity service")
+	}
+}
+
+func TestByVerb(t *testing.T) {
+	sd := grpc.ServiceDesc{
+		ServiceName: "x.v1.S",
+		Methods:     []grpc.MethodDesc{{MethodName: "GetLead"}, {MethodName: "CreateLead"}, {MethodName: "BacktestModel"}},
+		Streams:     []grpc.StreamDesc{{StreamName: "ImportLeads"}},
+	}
+	p := ByVerb(sd, ScopeLeadsRead, ScopeLeadsWrite)
+	want := Policy{
+		"/x.v1.S/GetLead":       {Scope: ScopeLeadsRead},
+		"/x.v1.S/CreateLead":    {Scope: ScopeLeadsWrite},
+		"/x.v1.S/BacktestModel": {Scope: ScopeLeadsRead},
+		"/x.v1.S/ImportLeads":   {Scope: ScopeLeadsWrite},
+	}
+	if len(p) != len(want) {
+		t.Fatalf("policy = %v", p)
+	}
+	for m, a := range want {
+		if p[m] != a {
+			t.Errorf("%s: %+v, want %+v", m, p[m], a)
+		}
 	}
 }

@@ -54,14 +54,23 @@ import (
 //	AUTH_CACHE_TTL     how long an API key's check is cached   (default 30s)
 type Config struct {
 	config.Base
+	Peers
 	InternalToken config.Secret `env:"INTERNAL_TOKEN"`
-	IdentityAddr  string        `env:"IDENTITY_ADDR" envDefault:"localhost:9090"`
-	IngestionAddr string        `env:"INGESTION_ADDR" envDefault:"localhost:9091"`
-	ScoringAddr   string        `env:"SCORING_ADDR" envDefault:"localhost:9092"`
-	LifecycleAddr string        `env:"LIFECYCLE_ADDR" envDefault:"localhost:9093"`
-	HandoffAddr   string        `env:"HANDOFF_ADDR" envDefault:"localhost:9094"`
 	AuthCacheTTL  time.Duration `env:"AUTH_CACHE_TTL" envDefault:"30s"`
 }
+
+// Peers are the addresses of the Leadflow services, for whoever calls them
+// (services, the gateway).
+type Peers struct {
+	IdentityAddr  string `env:"IDENTITY_ADDR" envDefault:"localhost:9090"`
+	IngestionAddr string `env:"INGESTION_ADDR" envDefault:"localhost:9091"`
+	ScoringAddr   string `env:"SCORING_ADDR" envDefault:"localhost:9092"`
+	LifecycleAddr string `env:"LIFECYCLE_ADDR" envDefault:"localhost:9093"`
+	HandoffAddr   string `env:"HANDOFF_ADDR" envDefault:"localhost:9094"`
+}
+
+// All lists every backend service, identity first.
+var All = []string{Identity, Ingestion, Scoring, Lifecycle, Handoff}
 
 // Peer names, as used by Runtime.Dial and outbox routes.
 const (
@@ -72,7 +81,8 @@ const (
 	Handoff   = "handoff"
 )
 
-func (c Config) peerAddr(name string) (string, bool) {
+// Addr returns the address of the named peer.
+func (c Peers) Addr(name string) (string, bool) {
 	switch name {
 	case Identity:
 		return c.IdentityAddr, true
@@ -135,7 +145,7 @@ func (rt *Runtime) Dial(peer string) (*grpc.ClientConn, error) {
 	if c, ok := rt.conns[peer]; ok {
 		return c, nil
 	}
-	addr, ok := rt.Config.peerAddr(peer)
+	addr, ok := rt.Config.Addr(peer)
 	if !ok {
 		return nil, fmt.Errorf("unknown peer service %q", peer)
 	}

@@ -1,0 +1,127 @@
+// Command gateway is Leadflow's REST/JSON front door: it translates HTTP to
+// the services' gRPC APIs, serves /openapi.json and /healthz.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/service"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+	"github.com/leadflow/leadflow/services/gateway/internal/gateway"
+)
+
+// Config is read from GATEWAY_-prefixed variables:
+//
+//	HTTP_ADDR          where REST is served                  (default :8080)
+//	LOG_LEVEL          DEBUG, INFO, WARN or ERROR             (default INFO)
+//	TLS_CERT_FILE      PEM certificate; with TLS_KEY_FILE serves HTTPS
+//	TLS_KEY_FILE       PEM private key
+//	SHUTDOWN_TIMEOUT   bound on draining in-flight requests  (default 10s)
+//	TRACE_SAMPLE_RATIO fraction of new traces sampled        (default 1)
+//	IDENTITY_ADDR, INGESTION_ADDR, SCORING_ADDR, LIFECYCLE_ADDR, HANDOFF_ADDR
+//	                   the backends (defaults localhost:9090..9094)
+type Config struct {
+	service.Peers
+	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
+	LogLevel         slog.Level    `env:"LOG_LEVEL" envDefault:"INFO"`
+	TLSCertFile      string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile       string        `env:"TLS_KEY_FILE"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	TraceSampleRatio float64       `env:"TRACE_SAMPLE_RATIO" envDefault:"1"`
+}
+
+// Validate implements config validation.
+func (c *Config) Validate() error {
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+	}
+	return nil
+}
+
+func main() { grpcserver.Main(run) }
+
+func run(ctx context.Context) (err error) {
+	cfg, err := config.Load[Config]("GATEWAY")
+	if err != nil {
+		return err
+	}
+	logger := logging.New(os.Stdout, cfg.LogLevel, "gateway")
+	logger.Info("starting", "config", config.LogValue(cfg))
+
+	var closers grpcserver.Closers
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, closers.Close(shutdownCtx))
+	}()
+	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Options{
+		ServiceName: "gateway", SampleRatio: cfg.TraceSampleRatio, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	closers.Add(shutdownTelemetry)
+
+	var backends []gateway.Backend
+	for _, name := range service.All {
+		addr, _ := cfg.Addr(name)
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", name, err)
+		}
+		closers.AddFunc(func() { _ = conn.Close() })
+		backends = append(backends, gateway.Backend{Name: name, Conn: conn, Register: gateway.Registrations[name]})
+	}
+	handler, err := gateway.NewHandler(ctx, gateway.Options{Logger: logger, Backends: backends})
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Addr:              cfg.HTTPAddr,
+		Handler:           otelhttp.NewHandler(handler, "gateway"),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() {
+		logger.Info("http server listening", "addr", cfg.HTTPAddr, "tls", cfg.TLSCertFile != "")
+		if cfg.TLSCertFile != "" {
+			errc <- srv.ListenAndServeTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			errc <- srv.ListenAndServe()
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("http server shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

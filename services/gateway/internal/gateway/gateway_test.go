@@ -1,0 +1,172 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	identityv1 "github.com/leadflow/leadflow/gen/go/leadflow/identity/v1"
+	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/grpctest"
+	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/services/gateway/internal/gateway"
+)
+
+// identityStub answers GetWorkspace for the caller's own workspace only,
+// like the real service, without a database: the gateway owns none.
+type identityStub struct {
+	identityv1.UnimplementedIdentityServiceServer
+}
+
+func (identityStub) GetWorkspace(ctx context.Context, req *identityv1.GetWorkspaceRequest) (*identityv1.GetWorkspaceResponse, error) {
+	if req.GetName() != "workspaces/"+auth.Workspace(ctx) {
+		return nil, apperr.NotFound("workspace not found")
+	}
+	return &identityv1.GetWorkspaceResponse{Workspace: &identityv1.Workspace{Name: req.GetName()}}, nil
+}
+
+func (identityStub) ListApiKeys(context.Context, *identityv1.ListApiKeysRequest) (*identityv1.ListApiKeysResponse, error) {
+	panic("the secret key sk_live_123 leaked into a panic") // must never reach the client
+}
+
+type fixture struct {
+	url           string
+	admin, reader string
+}
+
+func newFixture(t *testing.T, extra ...gateway.Backend) fixture {
+	t.Helper()
+	admin, reader := grpctest.NewKey(t), grpctest.NewKey(t)
+	conn := grpctest.Serve(t, grpctest.Options{
+		Policy: auth.Policy{
+			identityv1.IdentityService_GetWorkspace_FullMethodName: {Scope: auth.ScopeLeadsRead},
+			identityv1.IdentityService_ListApiKeys_FullMethodName:  {Scope: auth.ScopeAdmin},
+		},
+		Authn: grpctest.Keys{
+			admin:  {Workspace: "acme", Scopes: []string{auth.ScopeAdmin}},
+			reader: {Workspace: "acme", Scopes: []string{auth.ScopeLeadsRead}},
+		},
+		Register: func(s *grpcserver.Server) { identityv1.RegisterIdentityServiceServer(s, identityStub{}) },
+	})
+	backends := append([]gateway.Backend{{
+		Name: "identity", Conn: conn, Register: gateway.Registrations["identity"],
+	}}, extra...)
+	h, err := gateway.NewHandler(context.Background(), gateway.Options{Logger: logging.Discard(), Backends: backends})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return fixture{url: srv.URL, admin: admin, reader: reader}
+}
+
+func (f fixture) get(t *testing.T, path, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.url+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestRESTStatusCodes(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name, path, key string
+		want            int
+		bodyHas         string
+	}{
+		{"ok", "/v1/workspaces/acme", f.reader, 200, `"name":"workspaces/acme"`},
+		{"no key", "/v1/workspaces/acme", "", 401, `"code":16`},
+		{"bad key", "/v1/workspaces/acme", grpctest.NewKey(t), 401, `"code":16`},
+		{"scope lacking", "/v1/workspaces/acme/apiKeys", f.reader, 403, `"code":7`},
+		{"other tenant", "/v1/workspaces/globex", f.reader, 404, `"code":5`},
+		{"invalid argument", "/v1/workspaces/Not_Valid", f.reader, 400, `"fieldViolations"`},
+		{"internal masked", "/v1/workspaces/acme/apiKeys", f.admin, 500, `"message":"internal error"`},
+		{"unknown route", "/v1/nothing", f.admin, 404, `"code":5`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := f.get(t, tc.path, tc.key)
+			if code != tc.want || !strings.Contains(body, tc.bodyHas) {
+				t.Fatalf("GET %s = %d %s; want %d containing %s", tc.path, code, body, tc.want, tc.bodyHas)
+			}
+			if strings.Contains(body, "sk_live_123") {
+				t.Fatal("internal error detail leaked to the client")
+			}
+			var js map[string]any
+			if err := json.Unmarshal([]byte(body), &js); err != nil {
+				t.Fatalf("body is not JSON: %s", body)
+			}
+		})
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	// A backend nobody listens on: its listener is closed before dialling.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	conn, err := grpc.NewClient(dead, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+
+	healthy := newFixture(t)
+	if code, body := healthy.get(t, "/healthz", ""); code != 200 || !strings.Contains(body, `"identity":"SERVING"`) {
+		t.Fatalf("healthy suite: %d %s", code, body)
+	}
+	degraded := newFixture(t, gateway.Backend{Name: "scoring", Conn: conn})
+	if code, body := degraded.get(t, "/healthz", ""); code != 503 || !strings.Contains(body, `"scoring":"UNREACHABLE"`) {
+		t.Fatalf("degraded suite: %d %s", code, body)
+	}
+}
+
+func TestOpenAPIListsEveryService(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.get(t, "/openapi.json", "")
+	if code != 200 {
+		t.Fatalf("GET /openapi.json = %d", code)
+	}
+	var doc struct {
+		Swagger string                    `json:"swagger"`
+		Tags    []struct{ Name string }   `json:"tags"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("invalid JSON: %v", err)
+	}
+	tags := map[string]bool{}
+	for _, tg := range doc.Tags {
+		tags[tg.Name] = true
+	}
+	for _, svc := range []string{"IdentityService", "IngestionService", "ScoringService", "LifecycleService", "HandoffService"} {
+		if !tags[svc] {
+			t.Errorf("openapi.json lacks %s (tags %v)", svc, tags)
+		}
+	}
+	for _, p := range []string{"/v1/leads", "/v1/{name}:submit"} {
+		if _, ok := doc.Paths[p]; !ok {
+			t.Errorf("openapi.json lacks path %s", p)
+		}
+	}
+}
