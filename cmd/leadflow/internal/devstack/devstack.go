@@ -1,0 +1,367 @@
+// Package devstack runs the whole Leadflow suite on one machine: a local
+// PostgreSQL (unless one is given), migrations, demo data, and every service
+// as its own process, the way they run in production.
+package devstack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/pglocal"
+)
+
+// Options configure Run.
+type Options struct {
+	DataDir       string
+	BinDir        string
+	DatabaseURL   string
+	PostgresPort  int
+	HTTPAddr      string
+	FirstGRPCPort int
+	// Out receives the banner and the services' prefixed output.
+	Out io.Writer
+}
+
+// DemoWorkspace is the workspace the dev stack seeds.
+const DemoWorkspace = "demo"
+
+// backends are the gRPC services in start order; identity comes first
+// because every other service authenticates keys against it.
+var backends = []string{"identity", "ingestion", "scoring", "lifecycle", "handoff"}
+
+// Run starts everything and blocks until ctx is cancelled or a process dies.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	if opts.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find binaries: %w", err)
+		}
+		opts.BinDir = filepath.Dir(exe)
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	dbURL := opts.DatabaseURL
+	if dbURL == "" {
+		cluster, err := pglocal.Start(ctx, pglocal.Options{
+			DataDir: filepath.Join(opts.DataDir, "pg"),
+			Port:    opts.PostgresPort,
+			Fsync:   true,
+			LogFile: filepath.Join(opts.DataDir, "postgres.log"),
+		})
+		if err != nil {
+			return fmt.Errorf("start local PostgreSQL: %w", err)
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := cluster.Stop(stopCtx); err != nil {
+				fmt.Fprintln(opts.Out, "stop PostgreSQL:", err)
+			}
+		}()
+		if err := ensureDatabase(ctx, cluster.URL("postgres"), "leadflow"); err != nil {
+			return err
+		}
+		dbURL = cluster.URL("leadflow")
+		fmt.Fprintf(opts.Out, "PostgreSQL on 127.0.0.1:%d, data in %s\n", cluster.Port(), cluster.DataDir())
+	}
+
+	key, keyFile, err := devKey(opts.DataDir)
+	if err != nil {
+		return err
+	}
+	env := baseEnv(opts, dbURL)
+
+	for _, svc := range backends {
+		if err := runOnce(ctx, opts, env, svc, "migrate"); err != nil {
+			return err
+		}
+	}
+	if err := runOnce(ctx, opts, env, "identity", "seed", "--workspace", DemoWorkspace, "--api-key-file", keyFile); err != nil {
+		return err
+	}
+
+	procs := newGroup(opts.Out)
+	defer procs.stop(15 * time.Second)
+	for _, svc := range append(backends, "gateway") {
+		if err := procs.start(ctx, filepath.Join(opts.BinDir, svc), svc, env); err != nil {
+			return err
+		}
+	}
+
+	gatewayURL := "http://localhost" + portOf(opts.HTTPAddr)
+	if err := waitHealthy(ctx, gatewayURL+"/healthz", procs.exited, time.Minute); err != nil {
+		return err
+	}
+	if err := seedDemoForm(ctx, opts, key); err != nil {
+		return err
+	}
+	printBanner(opts, gatewayURL, key, keyFile)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(opts.Out, "\nshutting down…")
+		return nil
+	case name := <-procs.exited:
+		return fmt.Errorf("%s exited; stopping the suite", name)
+	}
+}
+
+// baseEnv is the environment every process gets. Services read
+// <SERVICE>_-prefixed settings, so each one is told the database, its own
+// listen address, the internal token and every peer's address. Ports are
+// consecutive from FirstGRPCPort in backends order.
+func baseEnv(opts Options, dbURL string) []string {
+	token := randomToken()
+	env := append(os.Environ(), "GATEWAY_HTTP_ADDR="+opts.HTTPAddr)
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(opts.FirstGRPCPort+i) }
+	for i, svc := range backends {
+		up := strings.ToUpper(svc)
+		env = append(env,
+			up+"_DATABASE_URL="+dbURL,
+			up+"_GRPC_ADDR="+addr(i),
+			up+"_INTERNAL_TOKEN="+token,
+		)
+		for j, peer := range backends {
+			env = append(env, up+"_"+strings.ToUpper(peer)+"_ADDR="+addr(j))
+		}
+		env = append(env, "GATEWAY_"+up+"_ADDR="+addr(i))
+	}
+	return env
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// devKey returns the dev API key, creating it on first run. It survives
+// restarts so that scripts and bookmarks keep working.
+func devKey(dataDir string) (key, path string, err error) {
+	path = filepath.Join(dataDir, "dev-api-key")
+	if b, err := os.ReadFile(path); err == nil {
+		key = strings.TrimSpace(string(b))
+		if _, err := auth.KeyID(key); err == nil {
+			return key, path, nil
+		}
+	}
+	_, key, _, err = auth.NewKey()
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write dev api key: %w", err)
+	}
+	return key, path, nil
+}
+
+func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("check database: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// runOnce runs a one-shot subcommand of a service binary and waits for it.
+func runOnce(ctx context.Context, opts Options, env []string, svc string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(opts.BinDir, svc), args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", svc, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i:]
+	}
+	return ":" + addr
+}
+
+// waitHealthy polls the gateway's /healthz until every service serves.
+func waitHealthy(ctx context.Context, url string, exited <-chan string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("suite not healthy at %s: %w", url, ctx.Err())
+		case name := <-exited:
+			return fmt.Errorf("%s exited during start-up", name)
+		case <-tick.C:
+		}
+	}
+}
+
+func printBanner(opts Options, gatewayURL, key, keyFile string) {
+	fmt.Fprintf(opts.Out, `
+Leadflow is running. Ctrl-C stops everything.
+
+  REST gateway   %[1]s
+  Health         %[1]s/healthz
+  OpenAPI        %[1]s/openapi.json
+  Demo form      POST %[1]s/v1/forms/demo:submit
+`, gatewayURL)
+	for i, svc := range backends {
+		fmt.Fprintf(opts.Out, "  gRPC %-9s 127.0.0.1:%d\n", svc, opts.FirstGRPCPort+i)
+	}
+	fmt.Fprintf(opts.Out, `
+  Workspace      %s
+  API key        %s
+  (also in %s)
+
+  curl -H "Authorization: Bearer $(cat %s)" %s/v1/leads
+`, DemoWorkspace, key, keyFile, keyFile, gatewayURL)
+}
+
+// group supervises the long-running service processes.
+type group struct {
+	out    io.Writer
+	mu     sync.Mutex
+	procs  []*exec.Cmd
+	wg     sync.WaitGroup
+	exited chan string
+}
+
+func newGroup(out io.Writer) *group {
+	return &group{out: out, exited: make(chan string, 16)}
+}
+
+// start launches one service with its output prefixed by its name.
+func (g *group) start(ctx context.Context, path, name string, env []string) error {
+	cmd := exec.Command(path)
+	cmd.Env = env
+	// Own process group: Ctrl-C in the terminal reaches only us, and we stop
+	// the services in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	g.mu.Lock()
+	g.procs = append(g.procs, cmd)
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			fmt.Fprintf(g.out, "%-9s | %s\n", name, sc.Text())
+		}
+		_ = cmd.Wait()
+		if ctx.Err() == nil {
+			g.exited <- name
+		}
+	}()
+	return nil
+}
+
+// stop sends SIGTERM to every service (last started first) and waits up to
+// timeout before killing what is left.
+func (g *group) stop(timeout time.Duration) {
+	g.mu.Lock()
+	procs := g.procs
+	g.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		_ = procs[i].Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		for _, p := range procs {
+			_ = p.Process.Kill()
+		}
+		<-done
+	}
+}
+
+// seedDemoForm creates the public form "demo" through the gateway, the way a
+// marketer would. It is already there on every run after the first.
+func seedDemoForm(ctx context.Context, opts Options, key string) error {
+	gateway := "http://localhost" + portOf(opts.HTTPAddr)
+	form, _ := json.Marshal(map[string]any{
+		"displayName":        "Demo request",
+		"source":             "web-form",
+		"campaign":           "demo",
+		"consentPurpose":     "marketing",
+		"consentText":        "I agree to be contacted about Leadflow.",
+		"consentTextVersion": "v1",
+		"allowedOrigins":     []string{gateway},
+		"thankYouUrl":        gateway + "/ui/thanks",
+		"honeypotField":      "website",
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gateway+"/v1/forms?formId=demo", bytes.NewReader(form))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("seed demo form: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusConflict:
+		return nil
+	case http.StatusNotImplemented:
+		fmt.Fprintln(opts.Out, "note: the demo form was not seeded: the ingestion service does not implement forms yet")
+		return nil
+	default:
+		return fmt.Errorf("seed demo form: HTTP %d: %s", resp.StatusCode, body)
+	}
+}
