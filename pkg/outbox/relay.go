@@ -105,12 +105,15 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) listenAndDeliver(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
+	pooled, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire listen connection: %w", err)
 	}
-	// The LISTEN connection is left in an unknown state; never reuse it.
-	defer conn.Hijack().Close(context.WithoutCancel(ctx))
+	// The LISTEN connection is left in an unknown state, so it is taken out
+	// of the pool for good and closed when the relay stops listening. (A
+	// deferred pooled.Hijack().Close() would hijack at once, before use.)
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -127,7 +130,7 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 			return err
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, wait)
-		_, err = conn.Conn().WaitForNotification(waitCtx)
+		_, err = conn.WaitForNotification(waitCtx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:

@@ -1,0 +1,362 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/migrate"
+	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/pgtest"
+	"github.com/leadflow/leadflow/pkg/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const schema = "outboxtest"
+
+// appMigrations stand in for a service's own tables: the business row a
+// change writes next to its events.
+var appMigrations = fstest.MapFS{
+	"00001_things.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE things (id text PRIMARY KEY);
+-- +goose Down
+DROP TABLE things;
+`)},
+}
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	return pgtest.NewPool(t, schema, appMigrations, migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+}
+
+var routes = outbox.Routes{
+	"leadflow.events.v1.LeadCaptured": {"scoring", "lifecycle"},
+	"leadflow.events.v1.LeadErased":   {"scoring"},
+}
+
+func newPublisher() *outbox.Publisher { return outbox.NewPublisher("ingestion", schema, routes) }
+
+// recorder is a sink that remembers what it accepted, and fails while
+// failures is positive.
+type recorder struct {
+	mu       sync.Mutex
+	got      []*eventsv1.Event
+	failures int
+	failWith error
+	accepted chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{accepted: make(chan struct{}, 1000)} }
+
+func (r *recorder) Deliver(_ context.Context, ev *eventsv1.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures > 0 {
+		r.failures--
+		if r.failWith != nil {
+			return r.failWith
+		}
+		return status.Error(codes.Unavailable, "receiver is down")
+	}
+	r.got = append(r.got, ev)
+	r.accepted <- struct{}{}
+	return nil
+}
+
+func (r *recorder) events() []*eventsv1.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*eventsv1.Event(nil), r.got...)
+}
+
+// publish writes a thing and its event in one transaction; fail makes the
+// transaction roll back after publishing.
+func publish(t *testing.T, pool *pgxpool.Pool, id string, payload proto.Message, fail bool) *eventsv1.Event {
+	t.Helper()
+	var ev *eventsv1.Event
+	errRollback := errors.New("roll back")
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(t.Context(), `INSERT INTO things (id) VALUES ($1)`, id); err != nil {
+			return err
+		}
+		var err error
+		ev, err = newPublisher().Publish(t.Context(), tx, "acme", id, payload)
+		if err != nil {
+			return err
+		}
+		if fail {
+			return errRollback
+		}
+		return nil
+	})
+	if fail {
+		if !errors.Is(err, errRollback) {
+			t.Fatalf("publish: err = %v, want the rollback", err)
+		}
+		return ev
+	}
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return ev
+}
+
+func outboxRows(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func newRelay(pool *pgxpool.Pool, sinks map[string]outbox.Sink, opts outbox.RelayOptions) *outbox.Relay {
+	opts.Logger = logging.Discard()
+	return outbox.NewRelay(pool, schema, sinks, opts)
+}
+
+func TestPublishedEventIsDeliveredToEverySubscriber(t *testing.T) {
+	pool := newPool(t)
+	scoring, lifecycle := newRecorder(), newRecorder()
+	ev := publish(t, pool, "lead-1", &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Company: "Acme"}}, false)
+
+	if got := outboxRows(t, pool); got != 2 {
+		t.Fatalf("outbox rows = %d, want one per subscriber (2)", got)
+	}
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
+	n, err := relay.DeliverDue(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("claimed %d rows, want 2", n)
+	}
+	for name, r := range map[string]*recorder{"scoring": scoring, "lifecycle": lifecycle} {
+		got := r.events()
+		if len(got) != 1 {
+			t.Fatalf("%s got %d events, want 1", name, len(got))
+		}
+		if !proto.Equal(got[0], ev) {
+			t.Fatalf("%s got %v, want %v", name, got[0], ev)
+		}
+		payload, err := got[0].GetPayload().UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := payload.(*eventsv1.LeadCaptured).GetAttributes().GetCompany(); c != "Acme" {
+			t.Fatalf("%s payload company = %q", name, c)
+		}
+		if got[0].GetType() != "leadflow.events.v1.LeadCaptured" || got[0].GetWorkspace() != "acme" ||
+			got[0].GetLead() != "lead-1" || got[0].GetSource() != "ingestion" || got[0].GetId() == "" {
+			t.Fatalf("%s envelope = %v", name, got[0])
+		}
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows after delivery = %d, want 0", got)
+	}
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 0 {
+		t.Fatalf("second pass claimed %d (err %v), want 0", n, err)
+	}
+}
+
+func TestPublishRecordsNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		payload  proto.Message
+		rollback bool
+	}{
+		{"rolled back transaction", &eventsv1.LeadCaptured{}, true},
+		{"event without subscribers", &eventsv1.LeadScored{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := newPool(t)
+			publish(t, pool, "lead-1", tc.payload, tc.rollback)
+			if got := outboxRows(t, pool); got != 0 {
+				t.Fatalf("outbox rows = %d, want 0", got)
+			}
+			sink := newRecorder()
+			relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink, "lifecycle": sink}, outbox.RelayOptions{})
+			if n, err := relay.DeliverDue(t.Context()); err != nil || n != 0 {
+				t.Fatalf("claimed %d (err %v), want 0", n, err)
+			}
+			if len(sink.events()) != 0 {
+				t.Fatal("an event was delivered")
+			}
+		})
+	}
+}
+
+func TestFailedDeliveryIsRetriedLater(t *testing.T) {
+	pool := newPool(t)
+	sink := newRecorder()
+	sink.failures = 1
+	ev := publish(t, pool, "lead-1", &eventsv1.LeadErased{}, false)
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{})
+
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("first pass claimed %d (err %v), want 1", n, err)
+	}
+	var attempts int
+	var lastError string
+	var due bool
+	err := pool.QueryRow(t.Context(),
+		`SELECT attempts, last_error, next_attempt_time > now() FROM outbox`).Scan(&attempts, &lastError, &due)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 || lastError == "" || !due {
+		t.Fatalf("after a failure: attempts=%d last_error=%q retry later=%v", attempts, lastError, due)
+	}
+	// The backoff has not passed: a pass now leaves the row alone.
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 0 {
+		t.Fatalf("pass within backoff claimed %d (err %v), want 0", n, err)
+	}
+	// Time passes.
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET next_attempt_time = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("retry claimed %d (err %v), want 1", n, err)
+	}
+	if got := sink.events(); len(got) != 1 || got[0].GetId() != ev.GetId() {
+		t.Fatalf("delivered %v, want the event once", got)
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
+
+func TestRunDeliversOnceTheReceiverIsBack(t *testing.T) {
+	pool := newPool(t)
+	sink := newRecorder()
+	sink.failures = 3 // down for the first three attempts
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink, "lifecycle": sink},
+		outbox.RelayOptions{MaxBackoff: 20 * time.Millisecond, PollInterval: time.Second})
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	}()
+
+	ev := publish(t, pool, "lead-1", &eventsv1.LeadErased{}, false)
+	select {
+	case <-sink.accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the event was never delivered")
+	}
+	if got := sink.events(); len(got) != 1 || got[0].GetId() != ev.GetId() {
+		t.Fatalf("delivered %v, want the event once", got)
+	}
+	// A later event is picked up by notification, without waiting for a poll.
+	publish(t, pool, "lead-2", &eventsv1.LeadErased{}, false)
+	select {
+	case <-sink.accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second event was never delivered")
+	}
+}
+
+func TestRefusedEventIsParked(t *testing.T) {
+	pool := newPool(t)
+	sink := newRecorder()
+	sink.failures = 1
+	sink.failWith = status.Error(codes.InvalidArgument, "bad event")
+	publish(t, pool, "lead-1", &eventsv1.LeadErased{}, false)
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var dead bool
+	if err := pool.QueryRow(t.Context(), `SELECT dead_time IS NOT NULL FROM outbox`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if !dead {
+		t.Fatal("a refused event is not parked")
+	}
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET next_attempt_time = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 0 {
+		t.Fatalf("claimed %d parked rows (err %v), want 0", n, err)
+	}
+}
+
+func TestParallelRelaysNeverDeliverARowTwice(t *testing.T) {
+	pool := newPool(t)
+	const events = 120
+	for i := range events {
+		publish(t, pool, fmt.Sprintf("lead-%d", i), &eventsv1.LeadErased{}, false)
+	}
+
+	var mu sync.Mutex
+	deliveries := map[string]int{}
+	// Each relay's first delivery waits until the other relay is delivering
+	// too, so both hold claimed rows at the same time.
+	started := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var once [2]sync.Once
+	sink := func(self int) outbox.Sink {
+		return outbox.SinkFunc(func(ctx context.Context, ev *eventsv1.Event) error {
+			once[self].Do(func() { close(started[self]) })
+			select {
+			case <-started[1-self]:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			mu.Lock()
+			deliveries[ev.GetId()]++
+			mu.Unlock()
+			return nil
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i := range 2 {
+		relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink(i)}, outbox.RelayOptions{BatchSize: 25})
+		wg.Go(func() {
+			for {
+				n, err := relay.DeliverDue(t.Context())
+				if err != nil {
+					errs <- err
+					return
+				}
+				if n == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(deliveries) != events {
+		t.Fatalf("%d distinct events delivered, want %d", len(deliveries), events)
+	}
+	for id, n := range deliveries {
+		if n != 1 {
+			t.Fatalf("event %s delivered %d times", id, n)
+		}
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
