@@ -135,7 +135,7 @@ func Run(ctx context.Context, opts Options) error {
 // consecutive from FirstGRPCPort in backends order.
 func baseEnv(opts Options, dbURL string) []string {
 	token := randomToken()
-	env := append(os.Environ(), "GATEWAY_HTTP_ADDR="+opts.HTTPAddr)
+	env := append(os.Environ(), "GATEWAY_HTTP_ADDR="+opts.HTTPAddr, "GATEWAY_INTERNAL_TOKEN="+token)
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(opts.FirstGRPCPort+i) }
 	for i, svc := range backends {
 		up := strings.ToUpper(svc)

@@ -9,13 +9,17 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/logging"
@@ -34,14 +38,28 @@ import (
 //	TRACE_SAMPLE_RATIO fraction of new traces sampled        (default 1)
 //	IDENTITY_ADDR, INGESTION_ADDR, SCORING_ADDR, LIFECYCLE_ADDR, HANDOFF_ADDR
 //	                   the backends (defaults localhost:9090..9094)
+//	INTERNAL_TOKEN     lets the gateway read public form policies (masked)
+//	MAX_BODY_BYTES     REST request body limit, 413 beyond    (default 1048576)
+//	TRUST_FORWARDED_FOR believe X-Forwarded-For (behind a proxy) (default false)
+//	FORM_IP_PER_MINUTE, FORM_IP_BURST  form posts per client IP  (default 10, 5)
+//	FORM_PER_SECOND, FORM_BURST        form posts per form       (default 20, 100)
+//	FORM_MAX_BODY_BYTES                form submission limit     (default 65536)
 type Config struct {
 	service.Peers
-	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
-	LogLevel         slog.Level    `env:"LOG_LEVEL" envDefault:"INFO"`
-	TLSCertFile      string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile       string        `env:"TLS_KEY_FILE"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
-	TraceSampleRatio float64       `env:"TRACE_SAMPLE_RATIO" envDefault:"1"`
+	InternalToken     config.Secret `env:"INTERNAL_TOKEN"`
+	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	TrustForwardedFor bool          `env:"TRUST_FORWARDED_FOR" envDefault:"false"`
+	FormIPPerMinute   float64       `env:"FORM_IP_PER_MINUTE" envDefault:"10"`
+	FormIPBurst       int           `env:"FORM_IP_BURST" envDefault:"5"`
+	FormPerSecond     float64       `env:"FORM_PER_SECOND" envDefault:"20"`
+	FormBurst         int           `env:"FORM_BURST" envDefault:"100"`
+	FormMaxBodyBytes  int64         `env:"FORM_MAX_BODY_BYTES" envDefault:"65536"`
+	HTTPAddr          string        `env:"HTTP_ADDR" envDefault:":8080"`
+	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"INFO"`
+	TLSCertFile       string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile        string        `env:"TLS_KEY_FILE"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	TraceSampleRatio  float64       `env:"TRACE_SAMPLE_RATIO" envDefault:"1"`
 }
 
 // Validate implements config validation.
@@ -89,7 +107,22 @@ func run(ctx context.Context) (err error) {
 		closers.AddFunc(func() { _ = conn.Close() })
 		backends = append(backends, gateway.Backend{Name: name, Conn: conn, Register: gateway.Registrations[name]})
 	}
-	handler, err := gateway.NewHandler(ctx, gateway.Options{Logger: logger, Backends: backends})
+	ingestion := backends[slices.IndexFunc(backends, func(b gateway.Backend) bool { return b.Name == service.Ingestion })]
+	handler, err := gateway.NewHandler(ctx, gateway.Options{
+		Logger:            logger,
+		Backends:          backends,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		TrustForwardedFor: cfg.TrustForwardedFor,
+		Forms: gateway.FormOptions{
+			Ingestion:    ingestionv1.NewIngestionServiceClient(ingestion.Conn),
+			CallOptions:  []grpc.CallOption{auth.BearerCredentials(cfg.InternalToken.Reveal())},
+			MaxBodyBytes: cfg.FormMaxBodyBytes,
+			PerIP:        rate.Limit(cfg.FormIPPerMinute / 60),
+			PerIPBurst:   cfg.FormIPBurst,
+			PerForm:      rate.Limit(cfg.FormPerSecond),
+			PerFormBurst: cfg.FormBurst,
+		},
+	})
 	if err != nil {
 		return err
 	}

@@ -18,8 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	identityv1 "github.com/leadflow/leadflow/gen/go/leadflow/identity/v1"
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
+	identityv1 "github.com/leadflow/leadflow/gen/go/leadflow/identity/v1"
 	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
 	lifecyclev1 "github.com/leadflow/leadflow/gen/go/leadflow/lifecycle/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
@@ -51,6 +51,14 @@ type Options struct {
 	Backends []Backend
 	// HealthTimeout bounds each backend's health check.
 	HealthTimeout time.Duration
+	// MaxBodyBytes bounds REST request bodies (default 1 MiB); more gets 413.
+	MaxBodyBytes int64
+	// TrustForwardedFor believes X-Forwarded-For, for a gateway behind a
+	// proxy that sets it.
+	TrustForwardedFor bool
+	// Forms configures the public form endpoint; without an ingestion
+	// client, form posts go through the plain REST mapping.
+	Forms FormOptions
 }
 
 // NewHandler returns the gateway's HTTP handler.
@@ -74,8 +82,27 @@ func NewHandler(ctx context.Context, opts Options) (http.Handler, error) {
 		}
 	}
 
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	var forms *formHandler
+	if opts.Forms.Ingestion != nil {
+		forms = newFormHandler(opts.Forms, opts.Logger)
+	}
 	root := http.NewServeMux()
-	root.Handle("/v1/", mux)
+	root.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = resolveClientIP(r, opts.TrustForwardedFor)
+		if forms != nil {
+			if form, ok := forms.match(r); ok {
+				forms.serve(w, r, form)
+				return
+			}
+		}
+		if !limitBody(w, r, opts.MaxBodyBytes) {
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	root.HandleFunc("GET /healthz", healthz(opts))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
