@@ -115,7 +115,9 @@ func TestDecideTransition(t *testing.T) {
 
 func TestDecideEvent(t *testing.T) {
 	cause := Cause{Actor: Actor{Kind: ActorService, ID: "scoring"}}
-	at := func(st Stage) *Lead { return &Lead{Workspace: "acme", ID: "l1", Stage: st, StageEnterTime: t0, LastActivityTime: t0} }
+	at := func(st Stage) *Lead {
+		return &Lead{Workspace: "acme", ID: "l1", Stage: st, StageEnterTime: t0, LastActivityTime: t0}
+	}
 	for _, tc := range []struct {
 		name  string
 		cur   *Lead
