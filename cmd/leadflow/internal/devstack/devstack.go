@@ -339,7 +339,7 @@ func seedDemoForm(ctx context.Context, opts Options, key string) error {
 		"consentPurpose":     "marketing",
 		"consentText":        "I agree to be contacted about Leadflow.",
 		"consentTextVersion": "v1",
-		"allowedOrigins":     []string{gateway},
+		"allowedOrigins":     []string{gateway, strings.Replace(gateway, "localhost", "127.0.0.1", 1)},
 		"thankYouUrl":        gateway + "/ui/thanks",
 		"honeypotField":      "website",
 	})

@@ -24,6 +24,7 @@ import (
 	lifecyclev1 "github.com/leadflow/leadflow/gen/go/leadflow/lifecycle/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/gen/openapi"
+	"github.com/leadflow/leadflow/services/gateway/internal/ui"
 )
 
 // Backend is one gRPC service the gateway fronts.
@@ -104,6 +105,10 @@ func NewHandler(ctx context.Context, opts Options) (http.Handler, error) {
 		mux.ServeHTTP(w, r)
 	}))
 	root.HandleFunc("GET /healthz", healthz(opts))
+	pages := ui.Handler()
+	root.Handle("GET /ui/", pages)
+	root.Handle("GET /docs", pages)
+	root.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)

@@ -170,3 +170,21 @@ func TestOpenAPIListsEveryService(t *testing.T) {
 		}
 	}
 }
+
+func TestUIPagesServed(t *testing.T) {
+	f := newFixture(t)
+	for path, want := range map[string]string{
+		"/ui/":            "Leadflow",
+		"/ui/form.html":   `action="/v1/forms/demo:submit"`,
+		"/ui/leads.html":  "/ui/leads.js",
+		"/ui/funnel.html": "/ui/funnel.js",
+		"/ui/app.js":      "export async function api",
+		"/ui/thanks":      "Thank you",
+		"/docs":           "/ui/docs.js",
+	} {
+		code, body := f.get(t, path, "")
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET %s = %d, body lacks %q", path, code, want)
+		}
+	}
+}
