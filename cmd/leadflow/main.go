@@ -57,5 +57,6 @@ its own process talking gRPC over loopback, and the REST gateway.`,
 	f.IntVar(&opts.PostgresPort, "postgres-port", 55432, "port of the local PostgreSQL (without DATABASE_URL)")
 	f.StringVar(&opts.HTTPAddr, "http-addr", ":8080", "address of the REST gateway")
 	f.IntVar(&opts.FirstGRPCPort, "grpc-port", 9090, "first of the consecutive gRPC ports of the services")
+	f.IntVar(&opts.FirstMetricsPort, "metrics-port", 9190, "first of the consecutive Prometheus /metrics ports (services, then gateway)")
 	return cmd
 }

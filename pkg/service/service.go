@@ -20,13 +20,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -38,6 +42,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/migrate"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 )
@@ -52,11 +57,13 @@ import (
 //	LIFECYCLE_ADDR     lifecycle service                       (default localhost:9093)
 //	HANDOFF_ADDR       handoff service                         (default localhost:9094)
 //	AUTH_CACHE_TTL     how long an API key's check is cached   (default 30s)
+//	METRICS_ADDR       Prometheus /metrics endpoint; empty turns it off (default :9464)
 type Config struct {
 	config.Base
 	Peers
 	InternalToken config.Secret `env:"INTERNAL_TOKEN"`
 	AuthCacheTTL  time.Duration `env:"AUTH_CACHE_TTL" envDefault:"30s"`
+	MetricsAddr   string        `env:"METRICS_ADDR" envDefault:":9464"`
 }
 
 // Peers are the addresses of the Leadflow services, for whoever calls them
@@ -217,8 +224,9 @@ func Run(ctx context.Context, spec Spec, args []string) (err error) {
 		err = errors.Join(err, closers.Close(shutdownCtx))
 	}()
 
+	registry := prometheus.NewRegistry()
 	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Options{
-		ServiceName: spec.Name, SampleRatio: cfg.TraceSampleRatio, Logger: logger,
+		ServiceName: spec.Name, SampleRatio: cfg.TraceSampleRatio, Logger: logger, Prometheus: registry,
 	})
 	if err != nil {
 		return err
@@ -239,6 +247,11 @@ func Run(ctx context.Context, spec Spec, args []string) (err error) {
 	closers.AddFunc(rt.closeConns)
 	if isExtra {
 		return extra(ctx, rt, args)
+	}
+	if slices.ContainsFunc(spec.Migrations, func(s migrate.Set) bool { return s.Name == "outbox" }) {
+		if err := outbox.Instrument(pool); err != nil {
+			return fmt.Errorf("instrument outbox: %w", err)
+		}
 	}
 
 	identityConn, err := rt.Dial(Identity)
@@ -268,10 +281,31 @@ func Run(ctx context.Context, spec Spec, args []string) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.Server.ListenAndServe(gctx, cfg.GRPCAddr) })
+	if cfg.MetricsAddr != "" {
+		g.Go(func() error { return ServeMetrics(gctx, cfg.MetricsAddr, registry, logger) })
+	}
 	for _, w := range rt.workers {
 		g.Go(func() error { return w(gctx) })
 	}
 	return g.Wait()
+}
+
+// ServeMetrics serves the registry at /metrics on addr until ctx ends.
+func ServeMetrics(ctx context.Context, addr string, registry *prometheus.Registry, logger *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("metrics listening", "addr", addr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
 }
 
 // withSearchPath pins the pool's sessions to the service's schema, so its

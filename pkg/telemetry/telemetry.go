@@ -23,9 +23,11 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -53,6 +55,10 @@ type Options struct {
 	// MetricReader, if set, is used instead of OTLP export; tests pass
 	// sdkmetric.NewManualReader().
 	MetricReader sdkmetric.Reader
+	// Prometheus, if set, also exposes every metric in this registry, for a
+	// /metrics endpoint (promhttp.HandlerFor). Metric labels never carry
+	// personal data: only methods, codes, stages and service names.
+	Prometheus *prometheus.Registry
 	// Logger receives the errors the SDK reports in the background, such
 	// as failed exports. Nil leaves OpenTelemetry's default handler.
 	Logger *slog.Logger
@@ -132,6 +138,13 @@ func Setup(ctx context.Context, opts Options) (shutdown func(context.Context) er
 	}
 	if reader != nil {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+	}
+	if opts.Prometheus != nil {
+		promReader, err := otelprom.New(otelprom.WithRegisterer(opts.Prometheus))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: create Prometheus exporter: %w", err)
+		}
+		mpOpts = append(mpOpts, sdkmetric.WithReader(promReader))
 	}
 	mp := sdkmetric.NewMeterProvider(mpOpts...)
 	shutdowns = append(shutdowns, mp.Shutdown)

@@ -36,6 +36,9 @@ type Options struct {
 	PostgresPort  int
 	HTTPAddr      string
 	FirstGRPCPort int
+	// FirstMetricsPort is the first of the consecutive /metrics ports, in
+	// backends order, the gateway's last.
+	FirstMetricsPort int
 	// Out receives the banner and the services' prefixed output.
 	Out io.Writer
 }
@@ -135,14 +138,20 @@ func Run(ctx context.Context, opts Options) error {
 // consecutive from FirstGRPCPort in backends order.
 func baseEnv(opts Options, dbURL string) []string {
 	token := randomToken()
-	env := append(os.Environ(), "GATEWAY_HTTP_ADDR="+opts.HTTPAddr, "GATEWAY_INTERNAL_TOKEN="+token)
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(opts.FirstGRPCPort+i) }
+	metrics := func(i int) string { return "127.0.0.1:" + strconv.Itoa(opts.FirstMetricsPort+i) }
+	env := append(os.Environ(),
+		"GATEWAY_HTTP_ADDR="+opts.HTTPAddr,
+		"GATEWAY_INTERNAL_TOKEN="+token,
+		"GATEWAY_METRICS_ADDR="+metrics(len(backends)),
+	)
 	for i, svc := range backends {
 		up := strings.ToUpper(svc)
 		env = append(env,
 			up+"_DATABASE_URL="+dbURL,
 			up+"_GRPC_ADDR="+addr(i),
 			up+"_INTERNAL_TOKEN="+token,
+			up+"_METRICS_ADDR="+metrics(i),
 		)
 		for j, peer := range backends {
 			env = append(env, up+"_"+strings.ToUpper(peer)+"_ADDR="+addr(j))
@@ -249,8 +258,9 @@ Leadflow is running. Ctrl-C stops everything.
   Demo form      POST %[1]s/v1/forms/demo:submit
 `, gatewayURL)
 	for i, svc := range backends {
-		fmt.Fprintf(opts.Out, "  gRPC %-9s 127.0.0.1:%d\n", svc, opts.FirstGRPCPort+i)
+		fmt.Fprintf(opts.Out, "  gRPC %-9s 127.0.0.1:%d   metrics http://127.0.0.1:%d/metrics\n", svc, opts.FirstGRPCPort+i, opts.FirstMetricsPort+i)
 	}
+	fmt.Fprintf(opts.Out, "  gateway metrics          http://127.0.0.1:%d/metrics\n", opts.FirstMetricsPort+len(backends))
 	fmt.Fprintf(opts.Out, `
   Workspace      %s
   API key        %s

@@ -58,14 +58,14 @@ func TestRunStartsTheWholeSuite(t *testing.T) {
 
 func runUntilHealthy(t *testing.T, bin, dataDir string, check func(gateway, key string)) string {
 	t.Helper()
-	httpPort, grpcPort := freePort(t), freePortRange(t, len(backends))
+	httpPort, grpcPort, metricsPort := freePort(t), freePortRange(t, len(backends)), freePortRange(t, len(backends)+1)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{
 			DataDir: dataDir, BinDir: bin, PostgresPort: freePort(t),
-			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), FirstGRPCPort: grpcPort, Out: out,
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), FirstGRPCPort: grpcPort, FirstMetricsPort: metricsPort, Out: out,
 		})
 	}()
 	gateway := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
@@ -93,6 +93,11 @@ func runUntilHealthy(t *testing.T, bin, dataDir string, check func(gateway, key 
 	}
 	if code := get(t, gateway+"/healthz", ""); code != http.StatusOK {
 		t.Fatalf("/healthz = %d", code)
+	}
+	for i := range len(backends) + 1 {
+		if code := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort+i), ""); code != http.StatusOK {
+			t.Fatalf("metrics endpoint %d = %d", i, code)
+		}
 	}
 	check(gateway, key)
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/time/rate"
@@ -38,6 +39,7 @@ import (
 //	TRACE_SAMPLE_RATIO fraction of new traces sampled        (default 1)
 //	IDENTITY_ADDR, INGESTION_ADDR, SCORING_ADDR, LIFECYCLE_ADDR, HANDOFF_ADDR
 //	                   the backends (defaults localhost:9090..9094)
+//	METRICS_ADDR       Prometheus /metrics; empty turns it off (default :9464)
 //	INTERNAL_TOKEN     lets the gateway read public form policies (masked)
 //	MAX_BODY_BYTES     REST request body limit, 413 beyond    (default 1048576)
 //	TRUST_FORWARDED_FOR believe X-Forwarded-For (behind a proxy) (default false)
@@ -47,6 +49,7 @@ import (
 type Config struct {
 	service.Peers
 	InternalToken     config.Secret `env:"INTERNAL_TOKEN"`
+	MetricsAddr       string        `env:"METRICS_ADDR" envDefault:":9464"`
 	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	TrustForwardedFor bool          `env:"TRUST_FORWARDED_FOR" envDefault:"false"`
 	FormIPPerMinute   float64       `env:"FORM_IP_PER_MINUTE" envDefault:"10"`
@@ -86,8 +89,9 @@ func run(ctx context.Context) (err error) {
 		defer cancel()
 		err = errors.Join(err, closers.Close(shutdownCtx))
 	}()
+	registry := prometheus.NewRegistry()
 	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Options{
-		ServiceName: "gateway", SampleRatio: cfg.TraceSampleRatio, Logger: logger,
+		ServiceName: "gateway", SampleRatio: cfg.TraceSampleRatio, Logger: logger, Prometheus: registry,
 	})
 	if err != nil {
 		return err
@@ -136,7 +140,16 @@ func run(ctx context.Context) (err error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	if cfg.MetricsAddr != "" {
+		go func() {
+			if err := service.ServeMetrics(metricsCtx, cfg.MetricsAddr, registry, logger); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	go func() {
 		logger.Info("http server listening", "addr", cfg.HTTPAddr, "tls", cfg.TLSCertFile != "")
 		if cfg.TLSCertFile != "" {

@@ -1,0 +1,60 @@
+package outbox
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Instrument reports the outbox's backlog and lag as gauges, read from the
+// table whenever metrics are collected:
+//
+//	leadflow.outbox.backlog      events waiting for delivery, by subscriber
+//	leadflow.outbox.lag          age in seconds of the oldest waiting event, by subscriber
+//	leadflow.outbox.dead         events a subscriber refused for good, by subscriber
+func Instrument(pool *pgxpool.Pool) error {
+	meter := otel.Meter("github.com/leadflow/leadflow/pkg/outbox")
+	backlog, err := meter.Int64ObservableGauge("leadflow.outbox.backlog",
+		metric.WithDescription("Events waiting for delivery."), metric.WithUnit("{event}"))
+	if err != nil {
+		return err
+	}
+	lag, err := meter.Float64ObservableGauge("leadflow.outbox.lag",
+		metric.WithDescription("Age of the oldest event waiting for delivery."), metric.WithUnit("s"))
+	if err != nil {
+		return err
+	}
+	dead, err := meter.Int64ObservableGauge("leadflow.outbox.dead",
+		metric.WithDescription("Events a subscriber refused for good, parked for an operator."), metric.WithUnit("{event}"))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		const q = `
+SELECT subscriber,
+       count(*) FILTER (WHERE dead_time IS NULL),
+       count(*) FILTER (WHERE dead_time IS NOT NULL),
+       coalesce(extract(epoch FROM now() - min(create_time) FILTER (WHERE dead_time IS NULL)), 0)::float8
+  FROM outbox GROUP BY subscriber`
+		rows, err := pool.Query(ctx, q)
+		if err != nil {
+			return err
+		}
+		var sub string
+		var waiting, parked int64
+		var age float64
+		_, err = pgx.ForEachRow(rows, []any{&sub, &waiting, &parked, &age}, func() error {
+			attrs := metric.WithAttributes(attribute.String("subscriber", sub))
+			o.ObserveInt64(backlog, waiting, attrs)
+			o.ObserveInt64(dead, parked, attrs)
+			o.ObserveFloat64(lag, age, attrs)
+			return nil
+		})
+		return err
+	}, backlog, lag, dead)
+	return err
+}
