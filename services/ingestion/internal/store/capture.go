@@ -1,0 +1,459 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/postgres"
+	"github.com/leadflow/leadflow/services/ingestion/internal/lead"
+)
+
+// maxResolveRounds bounds how often one capture call re-resolves emails
+// whose insert lost a race to a concurrent capture.
+const maxResolveRounds = 4
+
+var errCaptureContention = apperr.Aborted("the lead changed concurrently too often; retry")
+
+// entry is one lead a capture call touches.
+type entry struct {
+	base    lead.Lead // the lead before the call; a fresh lead when isNew
+	lead    lead.Lead // the lead after the call
+	isNew   bool
+	caps    []int // indices of the captures applied to it, in input order
+	changed bool
+}
+
+// effect is what one capture did to its lead.
+type effect struct {
+	kind   string
+	fields []string
+}
+
+// build applies the captures idx of caps to base, in order, and returns the
+// result with each capture's effect.
+func build(base lead.Lead, isNew bool, caps []lead.Capture, idx []int) (lead.Lead, []effect, bool) {
+	l := base.Clone()
+	effects := make([]effect, len(idx))
+	changed := false
+	for j, i := range idx {
+		c := caps[i]
+		fields := lead.Apply(&l, c.Lead)
+		// Consent for marketing given or withdrawn with a capture decides
+		// whether the lead may be emailed from now on.
+		if c.Consent != nil && c.Consent.Purpose == lead.PurposeMarketing && l.Unsubscribed == c.Consent.Granted {
+			l.Unsubscribed = !c.Consent.Granted
+			fields = append(fields, lead.FieldUnsubscribed)
+		}
+		kind := lead.KindUpdated
+		if isNew && j == 0 {
+			kind = lead.KindCreated
+			fields = append([]string{lead.FieldEmail}, fields...)
+		}
+		changed = changed || len(fields) > 0
+		effects[j] = effect{kind: kind, fields: fields}
+	}
+	return l, effects, changed
+}
+
+// Capture implements lead.Store.
+func (s *Store) Capture(ctx context.Context, ws string, caps []lead.Capture) ([]lead.Outcome, error) {
+	var out []lead.Outcome
+	err := postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.capture(ctx, tx, ws, caps)
+		return err
+	})
+	return out, wrap("capture leads", err)
+}
+
+// capture is the heart of ingestion. Per email it locks the live lead (or
+// the survivor a merged lead points to), or inserts a new one; a new lead
+// whose insert collides with a concurrent capture's is locked and updated
+// instead. Then every capture is applied in input order, its history, consent
+// and activity are written, and the events are published.
+func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.Capture) ([]lead.Outcome, error) {
+	now := s.now()
+	byEmail := map[string][]int{}
+	domainSet := map[string]bool{}
+	for i, c := range caps {
+		byEmail[c.Lead.Email] = append(byEmail[c.Lead.Email], i)
+		if d := c.Lead.CompanyDomain; d != "" {
+			domainSet[d] = true
+		}
+	}
+	accounts, err := s.accountIDs(ctx, tx, ws, slices.Sorted(maps.Keys(domainSet)), now)
+	if err != nil {
+		return nil, err
+	}
+
+	entryOf := map[string]*entry{} // by email
+	byID := map[string]*entry{}
+	effectOf := make([]effect, len(caps))
+	// Emails are handled in sorted order, so concurrent calls lock and
+	// insert in the same order and do not deadlock each other.
+	pending := slices.Sorted(maps.Keys(byEmail))
+	for round := 0; len(pending) > 0; round++ {
+		if round == maxResolveRounds {
+			return nil, errCaptureContention
+		}
+		found, err := lockByEmail(ctx, tx, ws, pending)
+		if err != nil {
+			return nil, err
+		}
+		var fresh []*entry
+		var freshEmails []string
+		for _, email := range pending {
+			if l, ok := found[email]; ok {
+				e := byID[l.ID]
+				if e == nil {
+					e = &entry{base: l}
+					byID[l.ID] = e
+				}
+				entryOf[email] = e
+				continue
+			}
+			domain := caps[byEmail[email][0]].Lead.CompanyDomain
+			base := lead.Lead{
+				ID: newID(), Workspace: ws, Email: email, CompanyDomain: domain, AccountID: accounts[domain],
+				Custom: map[string]string{}, CreateTime: now, UpdateTime: now, Version: 1,
+			}
+			e := &entry{base: base, isNew: true, caps: byEmail[email], changed: true}
+			var effects []effect
+			e.lead, effects, _ = build(base, true, caps, e.caps)
+			for j, i := range e.caps {
+				effectOf[i] = effects[j]
+			}
+			fresh = append(fresh, e)
+			freshEmails = append(freshEmails, email)
+		}
+		lost, err := insertLeads(ctx, tx, fresh)
+		if err != nil {
+			return nil, err
+		}
+		pending = pending[:0:0]
+		for i, e := range fresh {
+			if lost[i] {
+				pending = append(pending, freshEmails[i])
+				continue
+			}
+			entryOf[freshEmails[i]] = e
+		}
+	}
+
+	// Apply the captures to the leads that existed, in input order.
+	var touched []*entry
+	seen := map[*entry]bool{}
+	for i, c := range caps {
+		e := entryOf[c.Lead.Email]
+		if !seen[e] {
+			seen[e] = true
+			touched = append(touched, e)
+		}
+		if !e.isNew {
+			e.caps = append(e.caps, i)
+		}
+	}
+	b := &pgx.Batch{}
+	for _, e := range touched {
+		if e.isNew {
+			continue
+		}
+		var effects []effect
+		e.lead, effects, e.changed = build(e.base, false, caps, e.caps)
+		for j, i := range e.caps {
+			effectOf[i] = effects[j]
+		}
+		if e.changed {
+			e.lead.Version++
+			e.lead.UpdateTime = now
+			queueLeadUpdate(b, e.lead)
+		}
+	}
+
+	out := make([]lead.Outcome, len(caps))
+	var activities []lead.Activity
+	for i, c := range caps {
+		e := entryOf[c.Lead.Email]
+		eff := effectOf[i]
+		queueChange(b, ws, e.lead.ID, eff.kind, c.Channel, eff.fields, now)
+		if c.Consent != nil {
+			queueConsent(b, ws, e.lead.ID, *c.Consent)
+		}
+		if c.Activity != nil {
+			a := *c.Activity
+			a.ID, a.LeadID, a.CreateTime = newID(), e.lead.ID, now
+			queueActivity(b, ws, a)
+			activities = append(activities, a)
+		}
+		out[i] = lead.Outcome{Lead: e.lead, Created: eff.kind == lead.KindCreated}
+	}
+	if err := sendBatch(ctx, tx, b); err != nil {
+		return nil, wrap("write captures", err)
+	}
+
+	for _, e := range touched {
+		switch {
+		case e.isNew:
+			err = s.publish(ctx, tx, ws, e.lead.ID, &eventsv1.LeadCaptured{Attributes: attributes(e.lead)})
+		case e.changed:
+			err = s.publish(ctx, tx, ws, e.lead.ID, &eventsv1.LeadUpdated{Attributes: attributes(e.lead)})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range activities {
+		if err := s.publish(ctx, tx, ws, a.LeadID, activityRecorded(a)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// lockByEmail locks the live lead of each email. An email with no live lead
+// but a merged one resolves to (and locks) the survivor.
+func lockByEmail(ctx context.Context, tx pgx.Tx, ws string, emails []string) (map[string]lead.Lead, error) {
+	const live = `
+SELECT ` + leadColumns + ` FROM leads
+ WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NULL
+ ORDER BY email
+   FOR UPDATE`
+	rows, err := tx.Query(ctx, live, ws, emails)
+	if err != nil {
+		return nil, wrap("lock leads", err)
+	}
+	leads, err := collectLeads(rows)
+	if err != nil {
+		return nil, wrap("lock leads", err)
+	}
+	found := make(map[string]lead.Lead, len(leads))
+	for _, l := range leads {
+		found[l.Email] = l
+	}
+	if len(found) == len(emails) {
+		return found, nil
+	}
+
+	var missing []string
+	for _, e := range emails {
+		if _, ok := found[e]; !ok {
+			missing = append(missing, e)
+		}
+	}
+	const merged = `
+SELECT DISTINCT ON (email) email, merged_into FROM leads
+ WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NOT NULL
+ ORDER BY email, update_time DESC`
+	rows, err = tx.Query(ctx, merged, ws, missing)
+	if err != nil {
+		return nil, wrap("find merged leads", err)
+	}
+	type redirect struct {
+		Email      string `db:"email"`
+		MergedInto string `db:"merged_into"`
+	}
+	redirects, err := pgx.CollectRows(rows, pgx.RowToStructByName[redirect])
+	if err != nil || len(redirects) == 0 {
+		return found, wrap("find merged leads", err)
+	}
+	ids := make([]string, 0, len(redirects))
+	for _, r := range redirects {
+		ids = append(ids, r.MergedInto)
+	}
+	slices.Sort(ids)
+	const survivors = `
+SELECT ` + leadColumns + ` FROM leads
+ WHERE workspace_id = $1 AND id = ANY($2) AND erase_time IS NULL AND merged_into IS NULL
+ ORDER BY id
+   FOR UPDATE`
+	rows, err = tx.Query(ctx, survivors, ws, ids)
+	if err != nil {
+		return nil, wrap("lock survivors", err)
+	}
+	leads, err = collectLeads(rows)
+	if err != nil {
+		return nil, wrap("lock survivors", err)
+	}
+	byID := map[string]lead.Lead{}
+	for _, l := range leads {
+		byID[l.ID] = l
+	}
+	for _, r := range redirects {
+		if l, ok := byID[r.MergedInto]; ok {
+			found[r.Email] = l
+		}
+	}
+	return found, nil
+}
+
+// insertLeads inserts new leads and reports, per lead, whether a concurrent
+// capture inserted its email first.
+func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) ([]bool, error) {
+	if len(leads) == 0 {
+		return nil, nil
+	}
+	const q = `
+INSERT INTO leads (id, workspace_id, email, first_name, last_name, company, title, phone, country,
+                   industry, employee_count, source, campaign, custom_attributes, company_domain,
+                   account_id, unsubscribed, version, create_time, update_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NULL DO NOTHING`
+	b := &pgx.Batch{}
+	for _, e := range leads {
+		l := e.lead
+		b.Queue(q, l.ID, l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone,
+			l.Country, l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
+			nullable(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime)
+	}
+	br := tx.SendBatch(ctx, b)
+	lost := make([]bool, len(leads))
+	var errs []error
+	for i := range leads {
+		tag, err := br.Exec()
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		lost[i] = tag.RowsAffected() == 0
+	}
+	errs = append(errs, br.Close())
+	return lost, wrap("insert leads", errors.Join(errs...))
+}
+
+// accountIDs returns the account of each domain, creating missing ones.
+func (s *Store) accountIDs(ctx context.Context, tx pgx.Tx, ws string, domains []string, now time.Time) (map[string]string, error) {
+	ids := map[string]string{}
+	if len(domains) == 0 {
+		return ids, nil
+	}
+	const sel = `SELECT domain, id FROM accounts WHERE workspace_id = $1 AND domain = ANY($2)`
+	read := func(domains []string) error {
+		rows, err := tx.Query(ctx, sel, ws, domains)
+		if err != nil {
+			return err
+		}
+		var domain, id string
+		_, err = pgx.ForEachRow(rows, []any{&domain, &id}, func() error {
+			ids[domain] = id
+			return nil
+		})
+		return err
+	}
+	if err := read(domains); err != nil {
+		return nil, wrap("read accounts", err)
+	}
+	var missing, newIDs []string
+	for _, d := range domains {
+		if _, ok := ids[d]; !ok {
+			missing = append(missing, d)
+			newIDs = append(newIDs, newID())
+		}
+	}
+	if len(missing) == 0 {
+		return ids, nil
+	}
+	// A concurrent capture may create the same account: its insert wins and
+	// the second read sees it.
+	const ins = `
+INSERT INTO accounts (id, workspace_id, domain, create_time)
+SELECT id, $1, domain, $4 FROM unnest($2::uuid[], $3::text[]) AS t (id, domain)
+ON CONFLICT (workspace_id, domain) DO NOTHING`
+	if _, err := tx.Exec(ctx, ins, ws, newIDs, missing, now); err != nil {
+		return nil, wrap("create accounts", err)
+	}
+	if err := read(missing); err != nil {
+		return nil, wrap("read accounts", err)
+	}
+	return ids, nil
+}
+
+// CaptureOnce implements lead.Store. The request record is claimed first, so
+// a concurrent retry waits for this call and then returns its lead.
+func (s *Store) CaptureOnce(ctx context.Context, ws, requestID string, c lead.Capture) (lead.Outcome, error) {
+	var out lead.Outcome
+	err := postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if requestID != "" {
+			prior, done, err := s.claimRequest(ctx, tx, ws, opCreateLead, requestID)
+			if err != nil {
+				return err
+			}
+			if done {
+				l, err := getLead(ctx, tx, ws, prior.resourceID)
+				if errors.Is(err, lead.ErrLeadNotFound) {
+					return lead.ErrRequestWasErased
+				}
+				out = lead.Outcome{Lead: l, Created: prior.created}
+				return err
+			}
+		}
+		outs, err := s.capture(ctx, tx, ws, []lead.Capture{c})
+		if err != nil {
+			return err
+		}
+		l, err := getLead(ctx, tx, ws, outs[0].Lead.ID)
+		if err != nil {
+			return err
+		}
+		out = lead.Outcome{Lead: l, Created: outs[0].Created}
+		if requestID != "" {
+			return finishRequest(ctx, tx, ws, opCreateLead, requestID, l.ID, out.Created)
+		}
+		return nil
+	})
+	return out, wrap("create lead", err)
+}
+
+// Operations whose requests are idempotent.
+const (
+	opCreateLead = "CreateLead"
+	opCreateForm = "CreateForm"
+)
+
+type priorRequest struct {
+	resourceID string
+	created    bool
+}
+
+// claimRequest records requestID as in progress, or, if an earlier call
+// already completed it, returns that call's outcome with done=true. A
+// concurrent call with the same id blocks on the insert until the first
+// commits or rolls back.
+func (s *Store) claimRequest(ctx context.Context, tx pgx.Tx, ws, op, requestID string) (priorRequest, bool, error) {
+	const claim = `
+INSERT INTO requests (workspace_id, operation, request_id, create_time) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING`
+	tag, err := tx.Exec(ctx, claim, ws, op, requestID, s.now())
+	if err != nil {
+		return priorRequest{}, false, wrap("claim request", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return priorRequest{}, false, nil
+	}
+	const read = `
+SELECT resource_id, created FROM requests WHERE workspace_id = $1 AND operation = $2 AND request_id = $3`
+	var p priorRequest
+	var id *string
+	if err := tx.QueryRow(ctx, read, ws, op, requestID).Scan(&id, &p.created); err != nil {
+		return priorRequest{}, false, wrap("read request", err)
+	}
+	if id == nil {
+		return priorRequest{}, false, lead.ErrRequestInFlight
+	}
+	p.resourceID = *id
+	return p, true, nil
+}
+
+func finishRequest(ctx context.Context, tx pgx.Tx, ws, op, requestID, resourceID string, created bool) error {
+	const q = `
+UPDATE requests SET resource_id = $4, created = $5
+ WHERE workspace_id = $1 AND operation = $2 AND request_id = $3`
+	_, err := tx.Exec(ctx, q, ws, op, requestID, resourceID, created)
+	return wrap("finish request", err)
+}
