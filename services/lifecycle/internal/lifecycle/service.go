@@ -104,9 +104,14 @@ func (s *Service) Transition(ctx context.Context, workspace, lead string, req Tr
 	return res.Lead, res.Steps[len(res.Steps)-1], nil
 }
 
-// Transitions pages through a lead's history, newest first.
+// Transitions pages through a lead's history, newest first. A lead without
+// any history is ErrLeadNotFound.
 func (s *Service) Transitions(ctx context.Context, workspace, lead string, after *TransitionCursor, limit int) ([]Transition, error) {
-	return s.store.Transitions(ctx, workspace, lead, after, limit)
+	ts, err := s.store.Transitions(ctx, workspace, lead, after, limit)
+	if err == nil && len(ts) == 0 && after == nil {
+		return nil, ErrLeadNotFound
+	}
+	return ts, err
 }
 
 // Settings returns the workspace's settings.

@@ -1,0 +1,492 @@
+// Package store is the PostgreSQL implementation of lifecycle.Store.
+package store
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
+	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
+)
+
+// Schema is the PostgreSQL schema the lifecycle service owns.
+const Schema = "lifecycle"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the service's numbered SQL migrations.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// querier is what both the pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store implements lifecycle.Store.
+type Store struct {
+	pool *pgxpool.Pool
+	pub  *outbox.Publisher
+	tx   pgx.Tx // set by WithTx
+}
+
+// New returns a Store over pool, whose search_path must be Schema. Each
+// transition publishes StageChanged through pub.
+func New(pool *pgxpool.Pool, pub *outbox.Publisher) *Store { return &Store{pool: pool, pub: pub} }
+
+// NewPublisher returns the publisher of lifecycle's events: StageChanged
+// goes to handoff.
+func NewPublisher(source, handoff string) *outbox.Publisher {
+	return outbox.NewPublisher(source, Schema, outbox.Routes{
+		"leadflow.events.v1.StageChanged": {handoff},
+	})
+}
+
+// WithTx returns a Store whose every method runs in tx, such as the
+// transaction an event is received in.
+func (s *Store) WithTx(tx pgx.Tx) *Store { return &Store{pool: s.pool, pub: s.pub, tx: tx} }
+
+func (s *Store) q() querier {
+	if s.tx != nil {
+		return s.tx
+	}
+	return s.pool
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if s.tx != nil {
+		return fn(s.tx)
+	}
+	return postgres.InTx(ctx, s.pool, fn)
+}
+
+// leadColumns are the columns leadRow reads.
+const leadColumns = `workspace_id, lead_id, stage, previous_stage, reason, stage_enter_time, recycle_count,
+       version, bant, score, score_time, last_activity_time, source, campaign, create_time, update_time`
+
+type leadRow struct {
+	WorkspaceID      string     `db:"workspace_id"`
+	LeadID           string     `db:"lead_id"`
+	Stage            string     `db:"stage"`
+	PreviousStage    *string    `db:"previous_stage"`
+	Reason           string     `db:"reason"`
+	StageEnterTime   time.Time  `db:"stage_enter_time"`
+	RecycleCount     int        `db:"recycle_count"`
+	Version          int64      `db:"version"`
+	Bant             []byte     `db:"bant"`
+	Score            *int64     `db:"score"`
+	ScoreTime        *time.Time `db:"score_time"`
+	LastActivityTime time.Time  `db:"last_activity_time"`
+	Source           string     `db:"source"`
+	Campaign         string     `db:"campaign"`
+	CreateTime       time.Time  `db:"create_time"`
+	UpdateTime       time.Time  `db:"update_time"`
+}
+
+func (r leadRow) toDomain() (lifecycle.Lead, error) {
+	l := lifecycle.Lead{
+		Workspace: r.WorkspaceID, ID: r.LeadID, Stage: parseStage(&r.Stage), PreviousStage: parseStage(r.PreviousStage),
+		Reason: r.Reason, StageEnterTime: r.StageEnterTime, RecycleCount: r.RecycleCount, Version: r.Version,
+		Score: r.Score, LastActivityTime: r.LastActivityTime, Source: r.Source, Campaign: r.Campaign,
+		CreateTime: r.CreateTime, UpdateTime: r.UpdateTime,
+	}
+	if r.ScoreTime != nil {
+		l.ScoreTime = *r.ScoreTime
+	}
+	var err error
+	l.Bant, err = decodeBant(r.Bant)
+	return l, err
+}
+
+func parseStage(name *string) lifecycle.Stage {
+	if name == nil {
+		return lifecycle.StageUnspecified
+	}
+	st, _ := lifecycle.ParseStage(*name)
+	return st
+}
+
+// stageOrNil stores StageUnspecified as NULL.
+func stageOrNil(s lifecycle.Stage) *string {
+	if s == lifecycle.StageUnspecified {
+		return nil
+	}
+	name := s.String()
+	return &name
+}
+
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nilIfZero(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func encodeBant(b *lifecycle.Bant) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	return json.Marshal(b)
+}
+
+func decodeBant(raw []byte) (*lifecycle.Bant, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	b := &lifecycle.Bant{}
+	if err := json.Unmarshal(raw, b); err != nil {
+		return nil, fmt.Errorf("decode bant: %w", err)
+	}
+	return b, nil
+}
+
+// Lead implements lifecycle.Store.
+func (s *Store) Lead(ctx context.Context, workspace, lead string) (lifecycle.Lead, error) {
+	const q = `SELECT ` + leadColumns + ` FROM leads WHERE workspace_id = $1 AND lead_id = $2`
+	cur, err := readLead(ctx, s.q(), q, workspace, lead)
+	if err != nil {
+		return lifecycle.Lead{}, err
+	}
+	if cur == nil {
+		return lifecycle.Lead{}, lifecycle.ErrLeadNotFound
+	}
+	return *cur, nil
+}
+
+// readLead runs a query for one lead row; nil when there is none.
+func readLead(ctx context.Context, q querier, sql string, args ...any) (*lifecycle.Lead, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	r, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[leadRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l, err := r.toDomain()
+	return &l, err
+}
+
+// Update implements lifecycle.Store. The lead's row lock serialises every
+// change to one lead, so a stale etag is seen as stale and of two moves from
+// the same stage only the first is applied; the second is decided again on
+// the state the first left.
+func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, fn lifecycle.Mutation) (lifecycle.Result, error) {
+	var res lifecycle.Result
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		res = lifecycle.Result{}
+		if gone, err := isGone(ctx, tx, workspace, lead); err != nil || gone {
+			if err == nil {
+				err = lifecycle.ErrLeadNotFound
+			}
+			return err
+		}
+		// Two tries: if the lead was created concurrently between our read
+		// and our insert, decide again on the row the other transaction made.
+		for range 2 {
+			const lock = `SELECT ` + leadColumns + ` FROM leads WHERE workspace_id = $1 AND lead_id = $2 FOR UPDATE`
+			cur, err := readLead(ctx, tx, lock, workspace, lead)
+			if err != nil {
+				return fmt.Errorf("lock lead: %w", err)
+			}
+			if requestID != "" && cur != nil {
+				prev, err := transitionByRequest(ctx, tx, workspace, lead, requestID)
+				if err != nil {
+					return err
+				}
+				if prev != nil {
+					res = lifecycle.Result{Lead: *cur, Steps: []lifecycle.Transition{*prev}, Replayed: true}
+					return nil
+				}
+			}
+			settings, err := readSettings(ctx, tx, workspace, false)
+			if err != nil {
+				return err
+			}
+			next, steps, err := fn(cur, settings)
+			if err != nil {
+				return err
+			}
+			if next == nil {
+				if cur == nil {
+					return lifecycle.ErrLeadNotFound
+				}
+				res.Lead = *cur
+				return nil
+			}
+			if cur == nil {
+				inserted, err := insertLead(ctx, tx, *next)
+				if err != nil {
+					return err
+				}
+				if !inserted {
+					continue
+				}
+			} else if err := updateLead(ctx, tx, *next); err != nil {
+				return err
+			}
+			var enter time.Time
+			if cur != nil {
+				enter = cur.StageEnterTime
+			}
+			for i := range steps {
+				if err := s.insertTransition(ctx, tx, &steps[i], enter); err != nil {
+					return err
+				}
+				enter = steps[i].Time
+			}
+			res.Lead, res.Steps = *next, steps
+			return nil
+		}
+		return errors.New("lead lifecycle created concurrently while deciding")
+	})
+	return res, err
+}
+
+func isGone(ctx context.Context, q querier, workspace, lead string) (bool, error) {
+	const sql = `SELECT EXISTS (SELECT 1 FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2)`
+	var gone bool
+	if err := q.QueryRow(ctx, sql, workspace, lead).Scan(&gone); err != nil {
+		return false, fmt.Errorf("check gone lead: %w", err)
+	}
+	return gone, nil
+}
+
+func leadArgs(l lifecycle.Lead) ([]any, error) {
+	bant, err := encodeBant(l.Bant)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		l.Workspace, l.ID, l.Stage.String(), stageOrNil(l.PreviousStage), l.Reason, l.StageEnterTime, l.RecycleCount,
+		l.Version, bant, l.Score, nilIfZero(l.ScoreTime), l.LastActivityTime, l.Source, l.Campaign, l.CreateTime, l.UpdateTime,
+	}, nil
+}
+
+// insertLead reports false when the lead exists already.
+func insertLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) (bool, error) {
+	const q = `INSERT INTO leads (` + leadColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (workspace_id, lead_id) DO NOTHING`
+	args, err := leadArgs(l)
+	if err != nil {
+		return false, err
+	}
+	tag, err := tx.Exec(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("insert lead: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func updateLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) error {
+	const q = `
+UPDATE leads
+   SET stage = $3, previous_stage = $4, reason = $5, stage_enter_time = $6, recycle_count = $7,
+       version = $8, bant = $9, score = $10, score_time = $11, last_activity_time = $12,
+       source = $13, campaign = $14, create_time = $15, update_time = $16
+ WHERE workspace_id = $1 AND lead_id = $2`
+	args, err := leadArgs(l)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("update lead: %w", err)
+	}
+	return nil
+}
+
+// insertTransition records t, which ends a stay in t.From that began at
+// fromEnter, and publishes StageChanged in the same transaction.
+func (s *Store) insertTransition(ctx context.Context, tx pgx.Tx, t *lifecycle.Transition, fromEnter time.Time) error {
+	const q = `
+INSERT INTO transitions (workspace_id, lead_id, from_stage, to_stage, transition_time, from_enter_time,
+                         prev_enter_time, prev_exit_time,
+                         reason, note, bant, backward, actor_kind, actor_id, trigger, event_id, request_id,
+                         trace_id, temperature)
+VALUES ($1, $2, $3::stage, $4::stage, $5, $6,
+        (SELECT max(transition_time) FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND to_stage = $4::stage),
+        (SELECT max(transition_time) FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND from_stage = $3::stage),
+        $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+RETURNING id`
+	bant, err := encodeBant(t.Bant)
+	if err != nil {
+		return err
+	}
+	var enter *time.Time
+	if t.From != lifecycle.StageUnspecified {
+		enter = &fromEnter
+	}
+	err = tx.QueryRow(ctx, q, t.Workspace, t.Lead, stageOrNil(t.From), t.To.String(), t.Time, enter,
+		t.Reason, t.Note, bant, t.Backward, t.Actor.Kind.String(), t.Actor.ID, t.Trigger,
+		nilIfEmpty(t.EventID), nilIfEmpty(t.RequestID), t.TraceID, t.Temperature.String(),
+	).Scan(&t.ID)
+	if err != nil {
+		return fmt.Errorf("insert transition: %w", err)
+	}
+	_, err = s.pub.Publish(ctx, tx, t.Workspace, t.Lead, &eventsv1.StageChanged{
+		FromStage:   typesv1.Stage(t.From),
+		ToStage:     typesv1.Stage(t.To),
+		Reason:      t.Reason,
+		Actor:       t.Actor.String(),
+		Temperature: typesv1.Temperature(t.Temperature),
+	})
+	return err
+}
+
+// transitionColumns are the columns transitionRow reads.
+const transitionColumns = `id, workspace_id, lead_id, from_stage, to_stage, transition_time, reason, note, bant,
+       backward, actor_kind, actor_id, trigger, event_id, request_id, trace_id, temperature`
+
+type transitionRow struct {
+	ID             int64     `db:"id"`
+	WorkspaceID    string    `db:"workspace_id"`
+	LeadID         string    `db:"lead_id"`
+	FromStage      *string   `db:"from_stage"`
+	ToStage        string    `db:"to_stage"`
+	TransitionTime time.Time `db:"transition_time"`
+	Reason         string    `db:"reason"`
+	Note           string    `db:"note"`
+	Bant           []byte    `db:"bant"`
+	Backward       bool      `db:"backward"`
+	ActorKind      string    `db:"actor_kind"`
+	ActorID        string    `db:"actor_id"`
+	Trigger        string    `db:"trigger"`
+	EventID        *string   `db:"event_id"`
+	RequestID      *string   `db:"request_id"`
+	TraceID        string    `db:"trace_id"`
+	Temperature    string    `db:"temperature"`
+}
+
+func (r transitionRow) toDomain() (lifecycle.Transition, error) {
+	t := lifecycle.Transition{
+		ID: r.ID, Workspace: r.WorkspaceID, Lead: r.LeadID, From: parseStage(r.FromStage), To: parseStage(&r.ToStage),
+		Reason: r.Reason, Note: r.Note, Backward: r.Backward,
+		Actor:   lifecycle.Actor{Kind: lifecycle.ParseActorKind(r.ActorKind), ID: r.ActorID},
+		Trigger: r.Trigger, TraceID: r.TraceID, Time: r.TransitionTime,
+		Temperature: lifecycle.ParseTemperature(r.Temperature),
+	}
+	if r.EventID != nil {
+		t.EventID = *r.EventID
+	}
+	if r.RequestID != nil {
+		t.RequestID = *r.RequestID
+	}
+	var err error
+	t.Bant, err = decodeBant(r.Bant)
+	return t, err
+}
+
+func collectTransitions(rows pgx.Rows) ([]lifecycle.Transition, error) {
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[transitionRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.Transition, len(rs))
+	for i, r := range rs {
+		if out[i], err = r.toDomain(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func transitionByRequest(ctx context.Context, tx pgx.Tx, workspace, lead, requestID string) (*lifecycle.Transition, error) {
+	const q = `SELECT ` + transitionColumns + ` FROM transitions
+ WHERE workspace_id = $1 AND lead_id = $2 AND request_id = $3`
+	rows, err := tx.Query(ctx, q, workspace, lead, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("find transition by request id: %w", err)
+	}
+	ts, err := collectTransitions(rows)
+	if err != nil || len(ts) == 0 {
+		return nil, err
+	}
+	return &ts[0], nil
+}
+
+// Transitions implements lifecycle.Store.
+func (s *Store) Transitions(ctx context.Context, workspace, lead string, after *lifecycle.TransitionCursor, limit int) ([]lifecycle.Transition, error) {
+	const q = `SELECT ` + transitionColumns + ` FROM transitions
+ WHERE workspace_id = $1 AND lead_id = $2
+   AND ($3::timestamptz IS NULL OR (transition_time, id) < ($3, $4))
+ ORDER BY transition_time DESC, id DESC
+ LIMIT $5`
+	var afterTime *time.Time
+	var afterID int64
+	if after != nil {
+		afterTime, afterID = &after.Time, after.ID
+	}
+	rows, err := s.q().Query(ctx, q, workspace, lead, afterTime, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collectTransitions(rows)
+}
+
+// LeadAt implements lifecycle.Store: the stage as of at is the one entered by
+// the last move at or before at.
+func (s *Store) LeadAt(ctx context.Context, workspace, lead string, at time.Time) (lifecycle.Lead, error) {
+	const q = `
+WITH h AS (
+    SELECT id, from_stage, to_stage, transition_time, reason, bant, temperature
+      FROM transitions
+     WHERE workspace_id = $1 AND lead_id = $2 AND transition_time <= $3
+)
+SELECT last.to_stage, last.from_stage, last.reason, last.transition_time, last.temperature,
+       (SELECT count(*) FROM h WHERE to_stage = 'recycled'),
+       (SELECT bant FROM h WHERE bant IS NOT NULL ORDER BY transition_time DESC, id DESC LIMIT 1),
+       (SELECT min(transition_time) FROM h)
+  FROM (SELECT * FROM h ORDER BY transition_time DESC, id DESC LIMIT 1) AS last`
+	var (
+		to, temperature string
+		from            *string
+		recycles        int
+		bant            []byte
+		l               = lifecycle.Lead{Workspace: workspace, ID: lead, ReadTime: at}
+	)
+	err := s.q().QueryRow(ctx, q, workspace, lead, at).Scan(
+		&to, &from, &l.Reason, &l.StageEnterTime, &temperature, &recycles, &bant, &l.CreateTime)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return lifecycle.Lead{}, lifecycle.ErrLeadNotFound
+	}
+	if err != nil {
+		return lifecycle.Lead{}, fmt.Errorf("read lead at %v: %w", at, err)
+	}
+	l.Stage, l.PreviousStage = parseStage(&to), parseStage(from)
+	l.Temperature = lifecycle.ParseTemperature(temperature)
+	l.RecycleCount = recycles
+	l.UpdateTime = l.StageEnterTime
+	l.Bant, err = decodeBant(bant)
+	return l, err
+}
