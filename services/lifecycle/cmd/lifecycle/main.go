@@ -1,31 +1,45 @@
-// Command lifecycle moves leads along the Demand Waterfall and reports the funnel.
-//
-// Its API is defined (proto/leadflow/lifecycle/v1) and served, but not yet
-// implemented: every RPC answers UNIMPLEMENTED until the lifecycle issue lands.
+// Command lifecycle moves leads along the Demand Waterfall, on calls and on
+// events from scoring and handoff, records every move, tells handoff through
+// its outbox (StageChanged), and reports the funnel.
 package main
 
 import (
 	"context"
+	_ "time/tzdata" // funnel periods follow any IANA zone, even on images without zoneinfo
 
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	lifecyclev1 "github.com/leadflow/leadflow/gen/go/leadflow/lifecycle/v1"
-	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/migrate"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/service"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/server"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/sink"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/store"
 )
-
-// unimplemented answers every RPC with UNIMPLEMENTED, never fake data.
-type unimplemented struct {
-	lifecyclev1.UnimplementedLifecycleServiceServer
-}
 
 func main() {
 	service.Main(service.Spec{
-		Name:       service.Lifecycle,
-		Migrations: []migrate.Set{{Name: "outbox", FS: outbox.Migrations()}},
-		Policy:     auth.ByVerb(lifecyclev1.LifecycleService_ServiceDesc, auth.ScopeLifecycleRead, auth.ScopeLifecycleWrite),
+		Name: service.Lifecycle,
+		Migrations: []migrate.Set{
+			{FS: store.Migrations()},
+			{Name: "outbox", FS: outbox.Migrations()},
+		},
+		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			lifecyclev1.RegisterLifecycleServiceServer(rt.Server, unimplemented{})
+			st := store.New(rt.Pool, store.NewPublisher(service.Lifecycle, service.Handoff))
+			svc := lifecycle.NewService(st)
+			lifecyclev1.RegisterLifecycleServiceServer(rt.Server, server.New(svc))
+			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, sink.Handlers(svc, st)))
+
+			handoff, err := rt.Dial(service.Handoff)
+			if err != nil {
+				return err
+			}
+			relay := outbox.NewRelay(rt.Pool, store.Schema, map[string]outbox.Sink{
+				service.Handoff: outbox.GRPCSink(handoff),
+			}, outbox.RelayOptions{Logger: rt.Logger})
+			rt.Go(relay.Run)
 			return nil
 		},
 	})

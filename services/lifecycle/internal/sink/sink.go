@@ -1,0 +1,138 @@
+// Package sink applies the events lifecycle receives: captures and
+// activities from ingestion, scores and qualifications from scoring,
+// acceptances and rejections from handoff, and erasures and merges.
+//
+// Each handler runs inside the transaction that records the event in the
+// inbox (pkg/outbox), so a redelivered event changes nothing.
+package sink
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
+	"github.com/leadflow/leadflow/services/lifecycle/internal/store"
+)
+
+// Handlers returns the event handlers for outbox.NewSinkServer.
+func Handlers(svc *lifecycle.Service, st *store.Store) map[string]outbox.Handler {
+	h := handlers{svc: svc, store: st}
+	m := map[string]outbox.Handler{}
+	for _, kv := range []struct {
+		payload proto.Message
+		handle  outbox.Handler
+	}{
+		{&eventsv1.LeadCaptured{}, h.captured},
+		{&eventsv1.ActivityRecorded{}, h.activity},
+		{&eventsv1.LeadScored{}, h.scored},
+		{&eventsv1.LeadQualified{}, h.qualified},
+		{&eventsv1.HandoffAccepted{}, h.accepted},
+		{&eventsv1.HandoffRejected{}, h.rejected},
+		{&eventsv1.LeadErased{}, h.erased},
+		{&eventsv1.LeadMerged{}, h.merged},
+	} {
+		k, fn := outbox.On(kv.payload, kv.handle)
+		m[k] = fn
+	}
+	return m
+}
+
+type handlers struct {
+	svc   *lifecycle.Service
+	store *store.Store
+}
+
+var errNoLead = apperr.InvalidArgument("invalid event", apperr.Field("event.lead", "is required"))
+
+// in returns the service bound to the receiving transaction.
+func (h handlers) in(tx pgx.Tx) *lifecycle.Service { return h.svc.WithStore(h.store.WithTx(tx)) }
+
+// apply runs a domain event built from ev.
+func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e lifecycle.Event) error {
+	if ev.GetLead() == "" {
+		return errNoLead
+	}
+	e.Workspace, e.Lead = ev.GetWorkspace(), ev.GetLead()
+	if ev.GetOccurTime() != nil {
+		e.OccurTime = ev.GetOccurTime().AsTime()
+	}
+	e.Cause = lifecycle.Cause{
+		Actor:   lifecycle.Actor{Kind: lifecycle.ActorService, ID: ev.GetSource()},
+		Trigger: ev.GetType(),
+		EventID: ev.GetId(),
+		TraceID: traceID(ctx, ev),
+	}
+	_, err := h.in(tx).HandleEvent(ctx, e)
+	return err
+}
+
+// traceID is the trace of the delivery (which continues the producer's), or
+// else the one the event carries.
+func traceID(ctx context.Context, ev *eventsv1.Event) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.HasTraceID() {
+		carrier := propagation.MapCarrier{"traceparent": ev.GetTraceparent()}
+		sc = trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+	}
+	if !sc.HasTraceID() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+func (h handlers) captured(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	attrs := payload.(*eventsv1.LeadCaptured).GetAttributes()
+	return h.apply(ctx, tx, ev, lifecycle.Event{
+		Kind: lifecycle.EventCaptured, Source: attrs.GetSource(), Campaign: attrs.GetCampaign(),
+	})
+}
+
+func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	e := lifecycle.Event{Kind: lifecycle.EventActivity}
+	if at := payload.(*eventsv1.ActivityRecorded).GetOccurTime(); at != nil {
+		// The activity's own time, not when ingestion recorded it.
+		ev = proto.CloneOf(ev)
+		ev.OccurTime = at
+	}
+	return h.apply(ctx, tx, ev, e)
+}
+
+func (h handlers) scored(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	p := payload.(*eventsv1.LeadScored)
+	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventScored, Score: p.GetTotalScore(), HasScore: true})
+}
+
+func (h handlers) qualified(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	p := payload.(*eventsv1.LeadQualified)
+	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true})
+}
+
+func (h handlers) accepted(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {
+	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted})
+}
+
+func (h handlers) rejected(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: payload.(*eventsv1.HandoffRejected).GetReason()})
+}
+
+func (h handlers) erased(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {
+	if ev.GetLead() == "" {
+		return errNoLead
+	}
+	return h.in(tx).Erase(ctx, ev.GetWorkspace(), ev.GetLead())
+}
+
+func (h handlers) merged(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	survivor := payload.(*eventsv1.LeadMerged).GetSurvivorLead()
+	if ev.GetLead() == "" || survivor == "" {
+		return apperr.InvalidArgument("invalid event", apperr.Field("event", "lead and payload.survivor_lead are required"))
+	}
+	return h.in(tx).Merge(ctx, ev.GetWorkspace(), ev.GetLead(), survivor)
+}
