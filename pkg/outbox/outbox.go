@@ -105,9 +105,9 @@ func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, workspace, lead stri
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	const q = `
-INSERT INTO outbox (event_id, workspace_id, subscriber, event_type, event)
-SELECT $1, $2, s, $3, $4 FROM unnest($5::text[]) AS s`
-	if _, err := tx.Exec(ctx, q, ev.Id, workspace, typ, raw, subscribers); err != nil {
+INSERT INTO outbox (event_id, workspace_id, subscriber, event_type, event, lead_id)
+SELECT $1, $2, s, $3, $4, nullif($6, '') FROM unnest($5::text[]) AS s`
+	if _, err := tx.Exec(ctx, q, ev.Id, workspace, typ, raw, subscribers, lead); err != nil {
 		return nil, fmt.Errorf("insert outbox %s: %w", typ, err)
 	}
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
@@ -115,4 +115,19 @@ SELECT $1, $2, s, $3, $4 FROM unnest($5::text[]) AS s`
 		return nil, fmt.Errorf("notify outbox: %w", err)
 	}
 	return ev, nil
+}
+
+// Forget deletes the undelivered events about leads in tx, including parked
+// ones, and returns how many deliveries it dropped. Erasure calls it before
+// publishing LeadErased in the same transaction: the erasure supersedes
+// those events, and they may carry personal data (page URLs, custom
+// attributes) that must not outlive it. Receivers must therefore accept a
+// LeadErased about a lead they never heard of.
+func Forget(ctx context.Context, tx pgx.Tx, workspace string, leads ...string) (int64, error) {
+	const q = `DELETE FROM outbox WHERE workspace_id = $1 AND lead_id = ANY($2)`
+	tag, err := tx.Exec(ctx, q, workspace, leads)
+	if err != nil {
+		return 0, fmt.Errorf("forget outbox events: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

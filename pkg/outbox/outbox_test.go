@@ -360,3 +360,41 @@ func TestParallelRelaysNeverDeliverARowTwice(t *testing.T) {
 		t.Fatalf("outbox rows = %d, want 0", got)
 	}
 }
+
+func TestForgetDropsALeadsUndeliveredEvents(t *testing.T) {
+	pool := newPool(t)
+	publish(t, pool, "lead-1", &eventsv1.LeadCaptured{}, false)
+	publish(t, pool, "lead-2", &eventsv1.LeadCaptured{}, false)
+	// A parked event of lead-1 goes too.
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET dead_time = now() WHERE lead_id = 'lead-1' AND subscriber = 'scoring'`); err != nil {
+		t.Fatal(err)
+	}
+	var dropped int64
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		var err error
+		if dropped, err = outbox.Forget(t.Context(), tx, "other-workspace", "lead-1"); err != nil || dropped != 0 {
+			return fmt.Errorf("forget in another workspace dropped %d (%v)", dropped, err)
+		}
+		dropped, err = outbox.Forget(t.Context(), tx, "acme", "lead-1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 2 {
+		t.Fatalf("dropped %d deliveries, want lead-1's 2", dropped)
+	}
+	sink := newRecorder()
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink, "lifecycle": sink}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range sink.events() {
+		if ev.GetLead() != "lead-2" {
+			t.Fatalf("delivered an event of %s", ev.GetLead())
+		}
+	}
+	if len(sink.events()) != 2 {
+		t.Fatalf("delivered %d events, want lead-2's 2", len(sink.events()))
+	}
+}
