@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/ingestion/internal/lead"
 )
@@ -204,6 +205,11 @@ UPDATE leads SET email = NULL, first_name = '', last_name = '', company = '', ti
 		queueChange(b, ws, l.ID, lead.KindErased, lead.ChannelAPI, nil, now)
 		if err := sendBatch(ctx, tx, b); err != nil {
 			return wrap("erase lead", err)
+		}
+		// Undelivered events may carry personal data (activity URLs, custom
+		// attributes); LeadErased supersedes them.
+		if _, err := outbox.Forget(ctx, tx, ws, ids...); err != nil {
+			return err
 		}
 		for _, id := range ids {
 			if err := s.publish(ctx, tx, ws, id, &eventsv1.LeadErased{}); err != nil {

@@ -1,0 +1,413 @@
+package server_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
+	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
+	"github.com/leadflow/leadflow/services/ingestion/internal/server"
+	"github.com/leadflow/leadflow/services/ingestion/internal/store"
+)
+
+// findPII returns "table.column" for every column of the service's schema
+// that holds one of needles, in any row: text, jsonb and arrays as text,
+// bytea (the outbox's encoded events) as raw bytes.
+func (f fixture) findPII(t *testing.T, needles ...string) []string {
+	t.Helper()
+	const cols = `
+SELECT table_name, column_name, data_type FROM information_schema.columns
+ WHERE table_schema = $1 AND data_type IN ('text', 'character varying', 'jsonb', 'ARRAY', 'bytea')
+ ORDER BY table_name, column_name`
+	rows, err := f.pool.Query(t.Context(), cols, store.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type column struct{ Table, Name, Type string }
+	columns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(columns) < 10 {
+		t.Fatalf("found only %d columns to scan", len(columns))
+	}
+	var hits []string
+	for _, c := range columns {
+		col := pgx.Identifier{c.Name}.Sanitize()
+		match := fmt.Sprintf("lower(%s::text) LIKE '%%' || lower($1) || '%%'", col)
+		if c.Type == "bytea" {
+			match = fmt.Sprintf("position(convert_to($1, 'UTF8') IN %s) > 0", col)
+		}
+		q := fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", pgx.Identifier{c.Table}.Sanitize(), match)
+		for _, needle := range needles {
+			var n int
+			if err := f.pool.QueryRow(t.Context(), q, needle).Scan(&n); err != nil {
+				t.Fatalf("scan %s.%s: %v", c.Table, c.Name, err)
+			}
+			if n > 0 {
+				hits = append(hits, fmt.Sprintf("%s.%s holds %q", c.Table, c.Name, needle))
+			}
+		}
+	}
+	return hits
+}
+
+func TestEraseLeavesNoPersonalData(t *testing.T) {
+	f := newFixture(t)
+	const email = "Zelphine.Quorbatt@erase.example"
+	needles := []string{"zelphine", "quorbatt", "4930901820", "192.0.2.77", "198.51.100.99"}
+
+	ctx := metadata.AppendToOutgoingContext(f.acme, server.MetadataForwardedFor, "192.0.2.77")
+	created, err := f.client.CreateLead(ctx, &ingestionv1.CreateLeadRequest{
+		Lead: &ingestionv1.Lead{
+			Email: email, FirstName: "Zelphine", LastName: "Quorbatt", Phone: "+49 30 901820",
+			Company: "Erase Corp", Title: "Head of Data", Country: "DE",
+		},
+		RequestId: "erase-req",
+		Consent:   &ingestionv1.Consent{Purpose: "marketing", TextVersion: "v1", Granted: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := created.GetLead().GetName()
+	// A form submission adds an activity and a consent with another address.
+	f.createForm(t, f.acme, "erase-form", &ingestionv1.Form{ConsentTextVersion: "f1"})
+	if _, err := f.client.SubmitForm(metadata.AppendToOutgoingContext(f.public, server.MetadataForwardedFor, "198.51.100.99"),
+		&ingestionv1.SubmitFormRequest{Name: "forms/erase-form", Fields: map[string]string{"email": email, "consent": "yes"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.RecordActivity(f.acme, &ingestionv1.RecordActivityRequest{Parent: name, Activity: &ingestionv1.Activity{
+		Type: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW, OccurTime: timestamppb.Now(),
+		Url: "https://erase.example/welcome?who=zelphine.quorbatt", ClientEventId: "ev-1",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// A second record of the same person, merged into the first, must go too.
+	dup := f.create(t, f.acme, &ingestionv1.Lead{Email: "z.quorbatt@old.example", LastName: "Quorbatt"}).GetLead()
+	if _, err := f.client.MergeLeads(f.acme, &ingestionv1.MergeLeadsRequest{Name: name, SourceLead: dup.GetName()}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := f.findPII(t, needles...); len(hits) == 0 {
+		t.Fatal("the scan finds nothing even before erasure: it is broken")
+	}
+
+	if _, err := f.client.DeleteLead(f.acme, &ingestionv1.DeleteLeadRequest{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := f.findPII(t, needles...); len(hits) > 0 {
+		t.Fatalf("personal data survived erasure:\n%s", strings.Join(hits, "\n"))
+	}
+	for _, call := range []func() error{
+		func() error { _, err := f.client.GetLead(f.acme, &ingestionv1.GetLeadRequest{Name: name}); return err },
+		func() error {
+			_, err := f.client.GetLead(f.acme, &ingestionv1.GetLeadRequest{Name: dup.GetName()})
+			return err
+		},
+		func() error {
+			_, err := f.client.ExportLead(f.acme, &ingestionv1.ExportLeadRequest{Name: name})
+			return err
+		},
+		func() error {
+			_, err := f.client.DeleteLead(f.acme, &ingestionv1.DeleteLeadRequest{Name: name})
+			return err
+		},
+		// A retry of the request that created it does not bring it back.
+		func() error {
+			_, err := f.client.CreateLead(f.acme, &ingestionv1.CreateLeadRequest{Lead: &ingestionv1.Lead{Email: email}, RequestId: "erase-req"})
+			return err
+		},
+	} {
+		wantCode(t, call(), codes.NotFound)
+	}
+	// The tombstones stay, so ids in events remain valid.
+	if n := f.count(t, "leads"); n != 2 {
+		t.Fatalf("%d lead rows, want the 2 tombstones", n)
+	}
+	var erased []string
+	for _, ev := range f.events(t, "lifecycle") {
+		if ev.GetType() == "leadflow.events.v1.LeadErased" {
+			erased = append(erased, "leads/"+ev.GetLead())
+		}
+	}
+	slices.Sort(erased)
+	want := []string{name, dup.GetName()}
+	slices.Sort(want)
+	if !slices.Equal(erased, want) {
+		t.Fatalf("LeadErased for %v, want %v", erased, want)
+	}
+
+	// The same person coming back is a fresh lead.
+	again := f.create(t, f.acme, &ingestionv1.Lead{Email: email})
+	if !again.GetCreated() || again.GetLead().GetName() == name {
+		t.Fatalf("capture after erasure = %v, want a fresh lead", again)
+	}
+}
+
+func TestExportLead(t *testing.T) {
+	f := newFixture(t)
+	l := f.create(t, f.acme, &ingestionv1.Lead{Email: "export@example.com", FirstName: "Ex"}).GetLead()
+	f.create(t, f.acme, &ingestionv1.Lead{Email: "export@example.com", Title: "CEO"})
+	if _, err := f.client.RecordActivity(f.acme, &ingestionv1.RecordActivityRequest{Parent: l.GetName(), Activity: &ingestionv1.Activity{
+		Type: typesv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST, OccurTime: timestamppb.Now(),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.client.ExportLead(f.acmeReader, &ingestionv1.ExportLeadRequest{Name: l.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := resp.GetExport()
+	if ex.GetLead().GetTitle() != "CEO" || len(ex.GetActivities()) != 1 || len(ex.GetChanges()) != 2 {
+		t.Fatalf("export = %v", ex)
+	}
+}
+
+func TestMergeLeads(t *testing.T) {
+	f := newFixture(t)
+	survivor := f.create(t, f.acme, &ingestionv1.Lead{Email: "sam@merge.example", FirstName: "Sam"}).GetLead()
+	source, err := f.client.CreateLead(f.acme, &ingestionv1.CreateLeadRequest{
+		Lead:    &ingestionv1.Lead{Email: "samuel@merge.example", FirstName: "Samuel", Title: "CFO", CustomAttributes: map[string]string{"tier": "gold"}},
+		Consent: &ingestionv1.Consent{Purpose: "marketing", TextVersion: "v1", Granted: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := source.GetLead()
+	now := time.Now()
+	for _, a := range []struct {
+		parent, client string
+		at             time.Time
+	}{
+		{survivor.GetName(), "shared", now.Add(-3 * time.Hour)},
+		{src.GetName(), "shared", now.Add(-2 * time.Hour)},
+		{src.GetName(), "own", now.Add(-time.Hour)},
+	} {
+		if _, err := f.client.RecordActivity(f.acme, &ingestionv1.RecordActivityRequest{Parent: a.parent, Activity: &ingestionv1.Activity{
+			Type: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW, OccurTime: timestamppb.New(a.at), ClientEventId: a.client,
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	merged, err := f.client.MergeLeads(f.acme, &ingestionv1.MergeLeadsRequest{Name: survivor.GetName(), SourceLead: src.GetName(), RequestId: "m-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := merged.GetLead()
+	// The survivor's values win; its gaps are filled from the source.
+	if l.GetName() != survivor.GetName() || l.GetFirstName() != "Sam" || l.GetTitle() != "CFO" ||
+		l.GetCustomAttributes()["tier"] != "gold" || len(l.GetConsents()) != 1 {
+		t.Fatalf("merged lead = %v", l)
+	}
+	acts, err := f.client.ListActivities(f.acme, &ingestionv1.ListActivitiesRequest{Parent: survivor.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acts.GetActivities()) != 3 {
+		t.Fatalf("survivor has %d activities, want all 3", len(acts.GetActivities()))
+	}
+	for _, a := range acts.GetActivities() {
+		if !strings.HasPrefix(a.GetName(), survivor.GetName()+"/") {
+			t.Fatalf("activity %s not under the survivor", a.GetName())
+		}
+	}
+	changes, err := f.client.ListLeadChanges(f.acme, &ingestionv1.ListLeadChangesRequest{Parent: survivor.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, c := range changes.GetChanges() {
+		kinds = append(kinds, c.GetKind())
+	}
+	if want := []string{"merged", "created", "created"}; !slices.Equal(kinds, want) {
+		t.Fatalf("survivor history = %v, want %v", kinds, want)
+	}
+	if n := f.count(t, "lead_merges"); n != 1 {
+		t.Fatalf("%d merge audit records, want 1", n)
+	}
+
+	// The source is a tombstone that resolves to the survivor.
+	got, err := f.client.GetLead(f.acme, &ingestionv1.GetLeadRequest{Name: src.GetName()})
+	if err != nil || got.GetLead().GetName() != survivor.GetName() {
+		t.Fatalf("get source after merge = %v, %v; want the survivor", got, err)
+	}
+	// A later capture of the source's email reaches the survivor.
+	again := f.create(t, f.acme, &ingestionv1.Lead{Email: "samuel@merge.example", Industry: "Finance"})
+	if again.GetCreated() || again.GetLead().GetName() != survivor.GetName() || again.GetLead().GetIndustry() != "Finance" {
+		t.Fatalf("capture of the merged email = %v, want an update of the survivor", again)
+	}
+	// Repeating the merge changes nothing.
+	if _, err := f.client.MergeLeads(f.acme, &ingestionv1.MergeLeadsRequest{Name: survivor.GetName(), SourceLead: src.GetName()}); err != nil {
+		t.Fatalf("repeated merge: %v", err)
+	}
+	if n := f.count(t, "lead_merges"); n != 1 {
+		t.Fatalf("%d merge audit records after a repeat, want 1", n)
+	}
+	_, err = f.client.MergeLeads(f.acme, &ingestionv1.MergeLeadsRequest{Name: survivor.GetName(), SourceLead: survivor.GetName()})
+	wantCode(t, err, codes.InvalidArgument)
+
+	var mergedEvents []*eventsv1.Event
+	for _, ev := range f.events(t, "handoff") {
+		if ev.GetType() == "leadflow.events.v1.LeadMerged" {
+			mergedEvents = append(mergedEvents, ev)
+		}
+	}
+	if len(mergedEvents) != 1 || "leads/"+mergedEvents[0].GetLead() != src.GetName() {
+		t.Fatalf("LeadMerged events = %v", mergedEvents)
+	}
+	payload, err := mergedEvents[0].GetPayload().UnmarshalNew()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if "leads/"+payload.(*eventsv1.LeadMerged).GetSurvivorLead() != survivor.GetName() {
+		t.Fatalf("LeadMerged payload = %v", payload)
+	}
+}
+
+func TestImportLeads(t *testing.T) {
+	f := newFixture(t)
+	f.create(t, f.acme, &ingestionv1.Lead{Email: "known@import.example", FirstName: "Known"})
+
+	stream, err := f.client.ImportLeads(f.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(req *ingestionv1.ImportLeadsRequest) {
+		t.Helper()
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := func(line int64, l *ingestionv1.Lead) *ingestionv1.ImportLeadsRequest {
+		return &ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{Line: line, Lead: l}}}
+	}
+	send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Options{Options: &ingestionv1.ImportOptions{Source: "csv", Campaign: "q3"}}})
+	send(row(2, &ingestionv1.Lead{Email: "one@import.example", FirstName: "One"}))
+	send(row(3, &ingestionv1.Lead{Email: "not an email"}))
+	send(row(4, &ingestionv1.Lead{Email: "Known@Import.example", Title: "VP"}))
+	send(row(5, &ingestionv1.Lead{Email: "two@import.example", Phone: "banana", Country: "Narnia"}))
+	send(row(6, &ingestionv1.Lead{Email: "ONE@import.example", LastName: "Later"}))
+	send(row(7, nil))
+	send(row(8, &ingestionv1.Lead{Email: "three@import.example", Source: "trade-show"}))
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCreated() != 2 || resp.GetUpdated() != 2 || resp.GetFailed() != 3 {
+		t.Fatalf("summary = %v, want created 2, updated 2, failed 3", resp)
+	}
+	type rowErr struct {
+		line  int64
+		field string
+	}
+	var gotErrs []rowErr
+	for _, e := range resp.GetErrors() {
+		gotErrs = append(gotErrs, rowErr{e.GetLine(), e.GetField()})
+		if e.GetReason() == "" {
+			t.Fatalf("error for line %d has no reason", e.GetLine())
+		}
+	}
+	if want := []rowErr{{3, "email"}, {5, "country"}, {7, "lead"}}; !slices.Equal(gotErrs, want) {
+		t.Fatalf("errors = %v, want %v", gotErrs, want)
+	}
+	if !strings.Contains(resp.GetErrors()[1].GetReason(), "phone") {
+		t.Fatalf("line 5's reason %q does not mention its second bad field", resp.GetErrors()[1].GetReason())
+	}
+
+	list, err := f.client.ListLeads(f.acme, &ingestionv1.ListLeadsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byEmail := map[string]*ingestionv1.Lead{}
+	for _, l := range list.GetLeads() {
+		byEmail[l.GetEmail()] = l
+	}
+	if len(byEmail) != 3 {
+		t.Fatalf("%d leads, want 3", len(byEmail))
+	}
+	if l := byEmail["one@import.example"]; l.GetFirstName() != "One" || l.GetLastName() != "Later" || l.GetSource() != "csv" || l.GetCampaign() != "q3" {
+		t.Fatalf("imported lead = %v", l)
+	}
+	if l := byEmail["known@import.example"]; l.GetFirstName() != "Known" || l.GetTitle() != "VP" {
+		t.Fatalf("updated lead = %v", l)
+	}
+	if l := byEmail["three@import.example"]; l.GetSource() != "trade-show" {
+		t.Fatalf("row source lost: %v", l)
+	}
+
+	t.Run("options after rows", func(t *testing.T) {
+		stream, err := f.client.ImportLeads(f.acme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func(req *ingestionv1.ImportLeadsRequest) { _ = stream.Send(req) }
+		send(row(0, &ingestionv1.Lead{Email: "x@import.example"}))
+		send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Options{Options: &ingestionv1.ImportOptions{}}})
+		_, err = stream.CloseAndRecv()
+		wantCode(t, err, codes.InvalidArgument)
+	})
+	t.Run("line defaults to the row's position", func(t *testing.T) {
+		stream, err := f.client.ImportLeads(f.acme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func(req *ingestionv1.ImportLeadsRequest) { _ = stream.Send(req) }
+		send(row(0, &ingestionv1.Lead{Email: "y@import.example"}))
+		send(row(0, &ingestionv1.Lead{Email: "broken"}))
+		resp, err := stream.CloseAndRecv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetErrors()) != 1 || resp.GetErrors()[0].GetLine() != 2 {
+			t.Fatalf("errors = %v, want line 2", resp.GetErrors())
+		}
+	})
+	t.Run("reader may not import", func(t *testing.T) {
+		stream, err := f.client.ImportLeads(f.acmeReader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = stream.CloseAndRecv()
+		wantCode(t, err, codes.PermissionDenied)
+	})
+}
+
+// TestImportManyRows crosses several batches, with duplicates across them.
+func TestImportManyRows(t *testing.T) {
+	f := newFixture(t)
+	stream, err := f.client.ImportLeads(f.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 1234
+	for i := range rows {
+		if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{
+			Lead: &ingestionv1.Lead{Email: fmt.Sprintf("bulk%d@bulk%d.example", i%1000, i%1000%7), Title: fmt.Sprint(i)},
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Emails repeat every 1000 rows, in a later batch than their first.
+	if resp.GetCreated() != 1000 || resp.GetUpdated() != rows-1000 || resp.GetFailed() != 0 {
+		t.Fatalf("summary = %v, want 1000 created and %d updated", resp, rows-1000)
+	}
+	if n := f.count(t, "leads"); n != 1000 {
+		t.Fatalf("%d leads, want 1000", n)
+	}
+	if n := f.count(t, "accounts"); n != 7 {
+		t.Fatalf("%d accounts, want 7", n)
+	}
+}
