@@ -1,31 +1,51 @@
-// Command scoring scores leads for fit and engagement and says when they become marketing-qualified.
-//
-// Its API is defined (proto/leadflow/scoring/v1) and served, but not yet
-// implemented: every RPC answers UNIMPLEMENTED until the scoring issue lands.
+// Command scoring scores leads for fit and engagement under each
+// workspace's live scoring model, explains every score, and tells lifecycle
+// and handoff when a lead becomes marketing-qualified.
 package main
 
 import (
 	"context"
+	"time"
 
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
-	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/migrate"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/service"
+	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
+	"github.com/leadflow/leadflow/services/scoring/internal/server"
+	"github.com/leadflow/leadflow/services/scoring/internal/store"
 )
 
-// unimplemented answers every RPC with UNIMPLEMENTED, never fake data.
-type unimplemented struct {
-	scoringv1.UnimplementedScoringServiceServer
-}
+// rescorePoll is how often the rescore worker looks for jobs published by
+// other replicas; its own publications wake it at once.
+const rescorePoll = 5 * time.Second
 
 func main() {
 	service.Main(service.Spec{
-		Name:       service.Scoring,
-		Migrations: []migrate.Set{{Name: "outbox", FS: outbox.Migrations()}},
-		Policy:     auth.ByVerb(scoringv1.ScoringService_ServiceDesc, auth.ScopeScoringRead, auth.ScopeScoringWrite),
+		Name: service.Scoring,
+		Migrations: []migrate.Set{
+			{FS: store.Migrations()},
+			{Name: "outbox", FS: outbox.Migrations()},
+		},
+		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			scoringv1.RegisterScoringServiceServer(rt.Server, unimplemented{})
+			st := store.New(rt.Pool, outbox.NewPublisher(service.Scoring, store.Schema, server.Routes))
+			svc := scoring.NewService(st)
+			scoringv1.RegisterScoringServiceServer(rt.Server, server.New(svc))
+			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, server.Handlers(svc, st)))
+
+			sinks := map[string]outbox.Sink{}
+			for _, peer := range []string{service.Lifecycle, service.Handoff} {
+				conn, err := rt.Dial(peer)
+				if err != nil {
+					return err
+				}
+				sinks[peer] = outbox.GRPCSink(conn)
+			}
+			relay := outbox.NewRelay(rt.Pool, store.Schema, sinks, outbox.RelayOptions{Logger: rt.Logger})
+			rt.Go(relay.Run)
+			rt.Go(func(ctx context.Context) error { return svc.RunRescorer(ctx, rt.Logger, rescorePoll) })
 			return nil
 		},
 	})

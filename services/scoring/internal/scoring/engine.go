@@ -80,7 +80,26 @@ func Compile(r Rules) (*Program, error) {
 
 	groups := map[string]int{}
 	for i, g := range r.Groups {
+		if _, dup := groups[g.ID]; dup {
+			fail(fmt.Sprintf("rule_groups[%d].id", i), fmt.Sprintf("rule group id %q is used twice", g.ID))
+		}
 		groups[g.ID] = i
+	}
+	ids := map[string]bool{}
+	unique := func(field, id string) {
+		if ids[id] {
+			fail(field, fmt.Sprintf("rule id %q is used twice", id))
+		}
+		ids[id] = true
+	}
+	for i, rule := range r.FitRules {
+		unique(fmt.Sprintf("fit_rules[%d].id", i), rule.ID)
+	}
+	for i, rule := range r.EngagementRules {
+		unique(fmt.Sprintf("engagement_rules[%d].id", i), rule.ID)
+	}
+	for i, rule := range r.ExclusionRules {
+		unique(fmt.Sprintf("exclusion_rules[%d].id", i), rule.ID)
 	}
 	groupIndex := func(field, id string, want Component) int {
 		if id == "" {

@@ -359,3 +359,28 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestDefaultRulesCompile(t *testing.T) {
+	p := mustCompile(t, DefaultRules())
+	s := p.Evaluate(LeadFacts{Industry: "Software", EmployeeCount: 120, Title: "VP Marketing", Seniority: Seniority("VP Marketing")},
+		[]Activity{
+			{ID: "1", Type: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW, URL: "https://acme.com/pricing", OccurTime: t0},
+			{ID: "2", Type: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW, URL: "https://acme.com/careers/", OccurTime: t0},
+		}, t0)
+	checkSums(t, s)
+	// Fit: industry 15 + size 10 + VP 15 = 40; engagement: pricing 10 + view 1.
+	if s.Fit != 40 || s.Engagement != 11 || s.Grade != "C" {
+		t.Fatalf("score = %d fit, %d engagement, grade %s", s.Fit, s.Engagement, s.Grade)
+	}
+}
+
+func TestSeniority(t *testing.T) {
+	for title, want := range map[string]string{
+		"": "", "CEO": "c_level", "Co-Founder & CTO": "c_level", "Vice President, Sales": "vp", "VP Marketing": "vp",
+		"Head of Growth": "vp", "Director of IT": "director", "Marketing Manager": "manager", "Software Engineer": "individual",
+	} {
+		if got := Seniority(title); got != want {
+			t.Errorf("Seniority(%q) = %q, want %q", title, got, want)
+		}
+	}
+}

@@ -1,0 +1,300 @@
+// Package server exposes the scoring domain over gRPC and receives the
+// events it scores from.
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/page"
+	"github.com/leadflow/leadflow/pkg/resname"
+	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
+)
+
+// Policy says who may call each scoring RPC: reads need scoring.read,
+// changes scoring.write, and only other Leadflow services deliver events.
+var Policy = auth.ByVerb(scoringv1.ScoringService_ServiceDesc, auth.ScopeScoringRead, auth.ScopeScoringWrite).Merge(auth.Policy{
+	eventsv1.EventSinkService_DeliverEvent_FullMethodName: {Internal: true},
+})
+
+// Server implements scoringv1.ScoringServiceServer.
+type Server struct {
+	scoringv1.UnimplementedScoringServiceServer
+	svc *scoring.Service
+}
+
+// New returns a Server over svc.
+func New(svc *scoring.Service) *Server { return &Server{svc: svc} }
+
+func modelID(name string) (string, error) {
+	ids, ok := resname.Parse(name, "scoringModels")
+	if !ok {
+		return "", scoring.ErrModelNotFound
+	}
+	return ids[0], nil
+}
+
+func invalidToken(err error) error {
+	return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+}
+
+// CreateScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) CreateScoringModel(ctx context.Context, req *scoringv1.CreateScoringModelRequest) (*scoringv1.CreateScoringModelResponse, error) {
+	ws := auth.Workspace(ctx)
+	m := scoring.Model{Workspace: ws, ID: req.GetScoringModelId()}
+	applyModel(&m, req.GetScoringModel(), nil)
+	out, err := s.svc.CreateModel(ctx, m, req.GetRequestId(), req.GetValidateOnly())
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.CreateScoringModelResponse{ScoringModel: toProtoModel(out)}, nil
+}
+
+// GetScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) GetScoringModel(ctx context.Context, req *scoringv1.GetScoringModelRequest) (*scoringv1.GetScoringModelResponse, error) {
+	id, err := modelID(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.svc.GetModel(ctx, auth.Workspace(ctx), id)
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.GetScoringModelResponse{ScoringModel: toProtoModel(m)}, nil
+}
+
+// ListScoringModels implements scoringv1.ScoringServiceServer.
+func (s *Server) ListScoringModels(ctx context.Context, req *scoringv1.ListScoringModelsRequest) (*scoringv1.ListScoringModelsResponse, error) {
+	ws := auth.Workspace(ctx)
+	query := fmt.Sprintf("%s|%d", ws, req.GetState())
+	cursor, ok, err := page.Decode[scoring.ModelCursor](req.GetPageToken(), query)
+	if err != nil {
+		return nil, invalidToken(err)
+	}
+	var after *scoring.ModelCursor
+	if ok {
+		after = &cursor
+	}
+	size := page.Size(req.GetPageSize())
+	models, err := s.svc.ListModels(ctx, ws, toDomainState(req.GetState()), after, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &scoringv1.ListScoringModelsResponse{}
+	if len(models) > size {
+		models = models[:size]
+		last := models[size-1]
+		resp.NextPageToken = page.Encode(scoring.ModelCursor{CreateTime: last.CreateTime, ID: last.ID}, query)
+	}
+	for _, m := range models {
+		resp.ScoringModels = append(resp.ScoringModels, toProtoModel(m))
+	}
+	return resp, nil
+}
+
+// UpdateScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) UpdateScoringModel(ctx context.Context, req *scoringv1.UpdateScoringModelRequest) (*scoringv1.UpdateScoringModelResponse, error) {
+	in := req.GetScoringModel()
+	id, err := modelID(in.GetName())
+	if err != nil {
+		return nil, err
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	for _, p := range paths {
+		if !slices.Contains(mutablePaths, p) {
+			return nil, apperr.InvalidArgument("invalid update mask",
+				apperr.Field("update_mask.paths", fmt.Sprintf("%q is not a mutable field of a scoring model", p)))
+		}
+	}
+	m, err := s.svc.UpdateModel(ctx, auth.Workspace(ctx), id, in.GetEtag(),
+		func(m *scoring.Model) { applyModel(m, in, paths) }, req.GetValidateOnly())
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.UpdateScoringModelResponse{ScoringModel: toProtoModel(m)}, nil
+}
+
+// DeleteScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) DeleteScoringModel(ctx context.Context, req *scoringv1.DeleteScoringModelRequest) (*scoringv1.DeleteScoringModelResponse, error) {
+	id, err := modelID(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.svc.DeleteModel(ctx, auth.Workspace(ctx), id, req.GetEtag()); err != nil {
+		return nil, err
+	}
+	return &scoringv1.DeleteScoringModelResponse{}, nil
+}
+
+// PublishScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) PublishScoringModel(ctx context.Context, req *scoringv1.PublishScoringModelRequest) (*scoringv1.PublishScoringModelResponse, error) {
+	id, err := modelID(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	m, job, err := s.svc.PublishModel(ctx, auth.Workspace(ctx), id, req.GetEtag())
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.PublishScoringModelResponse{ScoringModel: toProtoModel(m), RescoreJob: toProtoJob(job)}, nil
+}
+
+// BacktestScoringModel implements scoringv1.ScoringServiceServer.
+func (s *Server) BacktestScoringModel(ctx context.Context, req *scoringv1.BacktestScoringModelRequest) (*scoringv1.BacktestScoringModelResponse, error) {
+	id, err := modelID(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	br := scoring.BacktestRequest{
+		Workspace: auth.Workspace(ctx), ModelID: id, Start: req.GetOutcomeStartTime().AsTime(),
+		LeadTime: req.GetLeadTime().AsDuration(), BandWidth: req.GetBandWidth(), MinLeadsAbove: req.GetMinLeadsAboveThreshold(),
+	}
+	if req.GetOutcomeEndTime() != nil {
+		br.End = req.GetOutcomeEndTime().AsTime()
+	}
+	bt, err := s.svc.BacktestModel(ctx, br)
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.BacktestScoringModelResponse{Backtest: toProtoBacktest(bt)}, nil
+}
+
+// GetLeadScore implements scoringv1.ScoringServiceServer.
+func (s *Server) GetLeadScore(ctx context.Context, req *scoringv1.GetLeadScoreRequest) (*scoringv1.GetLeadScoreResponse, error) {
+	lead, ok := leadOfScore(req.GetName())
+	if !ok {
+		return nil, scoring.ErrLeadNotFound
+	}
+	var model string
+	if req.GetScoringModel() != "" {
+		var err error
+		if model, err = modelID(req.GetScoringModel()); err != nil {
+			return nil, err
+		}
+	}
+	ls, err := s.svc.GetLeadScore(ctx, auth.Workspace(ctx), lead, model)
+	if err != nil {
+		return nil, err
+	}
+	full := req.GetView() != scoringv1.LeadScoreView_LEAD_SCORE_VIEW_BASIC
+	return &scoringv1.GetLeadScoreResponse{Score: toProtoScore(ls, full)}, nil
+}
+
+// leadOfScore returns the lead id of "leads/{lead}/score".
+func leadOfScore(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, "leads/")
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutSuffix(rest, "/score")
+	return id, ok && id != "" && !strings.Contains(id, "/")
+}
+
+// ListLeadScores implements scoringv1.ScoringServiceServer. It lists the
+// stored scores, each as of its score_time: ordering by a score that decays
+// on every read could not page consistently.
+func (s *Server) ListLeadScores(ctx context.Context, req *scoringv1.ListLeadScoresRequest) (*scoringv1.ListLeadScoresResponse, error) {
+	ws := auth.Workspace(ctx)
+	f := scoring.LeadFilter{Grade: req.GetGrade()}
+	if req.MinTotalScore != nil {
+		v := req.GetMinTotalScore()
+		f.MinTotal = &v
+	}
+	if req.Qualified != nil {
+		v := req.GetQualified()
+		f.Qualified = &v
+	}
+	query := ws + "|" + req.GetGrade()
+	if f.MinTotal != nil {
+		query += fmt.Sprintf("|min=%d", *f.MinTotal)
+	}
+	if f.Qualified != nil {
+		query += fmt.Sprintf("|q=%t", *f.Qualified)
+	}
+	cursor, ok, err := page.Decode[scoring.LeadCursor](req.GetPageToken(), query)
+	if err != nil {
+		return nil, invalidToken(err)
+	}
+	var after *scoring.LeadCursor
+	if ok {
+		after = &cursor
+	}
+	size := page.Size(req.GetPageSize())
+	leads, err := s.svc.ListLeadScores(ctx, ws, f, after, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &scoringv1.ListLeadScoresResponse{}
+	if len(leads) > size {
+		leads = leads[:size]
+		last := leads[size-1]
+		resp.NextPageToken = page.Encode(scoring.LeadCursor{Total: scoring.WholePoints(last.TotalMilli), ID: last.ID}, query)
+	}
+	thresholds := map[string]int64{}
+	for _, l := range leads {
+		th, ok := thresholds[l.ModelID]
+		if !ok {
+			if m, err := s.svc.GetModel(ctx, ws, l.ModelID); err == nil {
+				th = m.MQLThreshold
+			}
+			thresholds[l.ModelID] = th
+		}
+		resp.Scores = append(resp.Scores, toProtoStoredScore(l, th))
+	}
+	return resp, nil
+}
+
+// GetRescoreJob implements scoringv1.ScoringServiceServer.
+func (s *Server) GetRescoreJob(ctx context.Context, req *scoringv1.GetRescoreJobRequest) (*scoringv1.GetRescoreJobResponse, error) {
+	ids, ok := resname.Parse(req.GetName(), "rescoreJobs")
+	if !ok {
+		return nil, scoring.ErrJobNotFound
+	}
+	j, err := s.svc.GetJob(ctx, auth.Workspace(ctx), ids[0])
+	if err != nil {
+		return nil, err
+	}
+	return &scoringv1.GetRescoreJobResponse{RescoreJob: toProtoJob(j)}, nil
+}
+
+// ListRescoreJobs implements scoringv1.ScoringServiceServer.
+func (s *Server) ListRescoreJobs(ctx context.Context, req *scoringv1.ListRescoreJobsRequest) (*scoringv1.ListRescoreJobsResponse, error) {
+	ws := auth.Workspace(ctx)
+	var model string
+	if req.GetScoringModel() != "" {
+		var err error
+		if model, err = modelID(req.GetScoringModel()); err != nil {
+			return nil, err
+		}
+	}
+	query := ws + "|" + model
+	cursor, ok, err := page.Decode[scoring.ModelCursor](req.GetPageToken(), query)
+	if err != nil {
+		return nil, invalidToken(err)
+	}
+	var after *scoring.ModelCursor
+	if ok {
+		after = &cursor
+	}
+	size := page.Size(req.GetPageSize())
+	jobs, err := s.svc.ListJobs(ctx, ws, model, after, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &scoringv1.ListRescoreJobsResponse{}
+	if len(jobs) > size {
+		jobs = jobs[:size]
+		last := jobs[size-1]
+		resp.NextPageToken = page.Encode(scoring.ModelCursor{CreateTime: last.CreateTime, ID: last.ID}, query)
+	}
+	for _, j := range jobs {
+		resp.RescoreJobs = append(resp.RescoreJobs, toProtoJob(j))
+	}
+	return resp, nil
+}

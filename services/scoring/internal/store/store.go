@@ -1,0 +1,741 @@
+// Package store is the PostgreSQL implementation of scoring.Store.
+package store
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+
+	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
+	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
+	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
+)
+
+// Schema is the PostgreSQL schema the scoring service owns.
+const Schema = "scoring"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the service's numbered SQL migrations.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+var _ scoring.Store = (*Store)(nil)
+
+// querier is satisfied by the pool and by a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store implements scoring.Store.
+type Store struct {
+	pool *pgxpool.Pool
+	pub  *outbox.Publisher
+	q    querier
+	tx   pgx.Tx // nil outside a transaction
+}
+
+// New returns a Store over pool, whose search_path must be Schema; pub
+// writes the events the domain publishes.
+func New(pool *pgxpool.Pool, pub *outbox.Publisher) *Store {
+	return &Store{pool: pool, pub: pub, q: pool}
+}
+
+// WithTx returns the Store bound to tx, for event handlers that run in the
+// inbox's transaction.
+func (s *Store) WithTx(tx pgx.Tx) *Store { return &Store{pool: s.pool, pub: s.pub, q: tx, tx: tx} }
+
+// InTx implements scoring.Store. Inside a transaction it uses a savepoint.
+func (s *Store) InTx(ctx context.Context, fn func(scoring.Store) error) error {
+	if s.tx == nil {
+		return postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error { return fn(s.WithTx(tx)) })
+	}
+	sp, err := s.tx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(s.WithTx(sp)); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+// Publish implements scoring.Store.
+func (s *Store) Publish(ctx context.Context, workspace, lead string, payload proto.Message) error {
+	if s.tx == nil {
+		return errors.New("publish outside a transaction")
+	}
+	_, err := s.pub.Publish(ctx, s.tx, workspace, lead, payload)
+	return err
+}
+
+// EnsureWorkspace implements scoring.Store.
+func (s *Store) EnsureWorkspace(ctx context.Context, m scoring.Model) (bool, error) {
+	const qw = `INSERT INTO workspaces (id, last_version) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`
+	tag, err := s.q.Exec(ctx, qw, m.Workspace, m.Version)
+	if err != nil || tag.RowsAffected() == 0 {
+		return false, err
+	}
+	_, err = s.CreateModel(ctx, m, "")
+	return err == nil, err
+}
+
+// NextVersion implements scoring.Store.
+func (s *Store) NextVersion(ctx context.Context, workspace string) (int64, error) {
+	const q = `UPDATE workspaces SET last_version = last_version + 1 WHERE id = $1 RETURNING last_version`
+	var v int64
+	err := s.q.QueryRow(ctx, q, workspace).Scan(&v)
+	return v, err
+}
+
+type modelRow struct {
+	WorkspaceID   string     `db:"workspace_id"`
+	ID            string     `db:"id"`
+	DisplayName   string     `db:"display_name"`
+	Description   string     `db:"description"`
+	State         string     `db:"state"`
+	Version       int64      `db:"version"`
+	Rules         []byte     `db:"rules"`
+	Etag          string     `db:"etag"`
+	CreateTime    time.Time  `db:"create_time"`
+	UpdateTime    time.Time  `db:"update_time"`
+	PublishTime   *time.Time `db:"publish_time"`
+	SupersedeTime *time.Time `db:"supersede_time"`
+}
+
+const modelColumns = `workspace_id, id, display_name, description, state, version, rules, etag,
+       create_time, update_time, publish_time, supersede_time`
+
+func (r modelRow) toDomain() (scoring.Model, error) {
+	m := scoring.Model{
+		Workspace: r.WorkspaceID, ID: r.ID, DisplayName: r.DisplayName, Description: r.Description,
+		State: scoring.ModelState(r.State), Version: r.Version, Etag: r.Etag,
+		CreateTime: r.CreateTime, UpdateTime: r.UpdateTime, PublishTime: r.PublishTime, SupersedeTime: r.SupersedeTime,
+	}
+	if err := json.Unmarshal(r.Rules, &m.Rules); err != nil {
+		return scoring.Model{}, fmt.Errorf("decode rules of model %s: %w", r.ID, err)
+	}
+	return m, nil
+}
+
+// CreateModel implements scoring.Store.
+func (s *Store) CreateModel(ctx context.Context, m scoring.Model, requestID string) (scoring.Model, error) {
+	rules, err := json.Marshal(m.Rules)
+	if err != nil {
+		return scoring.Model{}, fmt.Errorf("encode rules: %w", err)
+	}
+	var reqID *string
+	if requestID != "" {
+		reqID = &requestID
+		if prior, err := s.modelByRequest(ctx, m.Workspace, requestID); err == nil {
+			return prior, nil
+		} else if !errors.Is(err, scoring.ErrModelNotFound) {
+			return scoring.Model{}, err
+		}
+	}
+	const q = `
+INSERT INTO models (workspace_id, id, display_name, description, state, version, rules, request_id, etag,
+                    create_time, update_time, publish_time, supersede_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+	_, err = s.q.Exec(ctx, q, m.Workspace, m.ID, m.DisplayName, m.Description, string(m.State), m.Version, rules, reqID,
+		m.Etag, m.CreateTime, m.UpdateTime, m.PublishTime, m.SupersedeTime)
+	if postgres.IsUniqueViolation(err) {
+		if postgres.ConstraintName(err) == "models_request" {
+			return s.modelByRequest(ctx, m.Workspace, requestID)
+		}
+		return scoring.Model{}, scoring.ErrModelExists
+	}
+	if err != nil {
+		return scoring.Model{}, err
+	}
+	return m, nil
+}
+
+func (s *Store) modelByRequest(ctx context.Context, workspace, requestID string) (scoring.Model, error) {
+	q := `SELECT ` + modelColumns + ` FROM models WHERE workspace_id = $1 AND request_id = $2`
+	return s.oneModel(ctx, q, workspace, requestID)
+}
+
+func (s *Store) oneModel(ctx context.Context, q string, args ...any) (scoring.Model, error) {
+	rows, err := s.q.Query(ctx, q, args...)
+	if err != nil {
+		return scoring.Model{}, err
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[modelRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return scoring.Model{}, scoring.ErrModelNotFound
+	}
+	if err != nil {
+		return scoring.Model{}, err
+	}
+	return r.toDomain()
+}
+
+// GetModel implements scoring.Store.
+func (s *Store) GetModel(ctx context.Context, workspace, id string, forUpdate bool) (scoring.Model, error) {
+	q := `SELECT ` + modelColumns + ` FROM models WHERE workspace_id = $1 AND id = $2`
+	if forUpdate {
+		q += ` FOR UPDATE`
+	}
+	return s.oneModel(ctx, q, workspace, id)
+}
+
+// LiveModel implements scoring.Store.
+func (s *Store) LiveModel(ctx context.Context, workspace string) (string, int64, string, error) {
+	const q = `SELECT id, version, etag FROM models WHERE workspace_id = $1 AND state = 'published'`
+	var id, etag string
+	var version int64
+	err := s.q.QueryRow(ctx, q, workspace).Scan(&id, &version, &etag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, "", scoring.ErrModelNotFound
+	}
+	return id, version, etag, err
+}
+
+// ListModels implements scoring.Store.
+func (s *Store) ListModels(ctx context.Context, workspace string, state scoring.ModelState, after *scoring.ModelCursor, limit int) ([]scoring.Model, error) {
+	const q = `
+SELECT ` + modelColumns + `
+  FROM models
+ WHERE workspace_id = $1
+   AND ($2 = '' OR state = $2)
+   AND ($3::timestamptz IS NULL OR (create_time, id) < ($3, $4))
+ ORDER BY create_time DESC, id DESC
+ LIMIT $5`
+	var afterTime *time.Time
+	var afterID string
+	if after != nil {
+		afterTime, afterID = &after.CreateTime, after.ID
+	}
+	rows, err := s.q.Query(ctx, q, workspace, string(state), afterTime, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[modelRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scoring.Model, len(rs))
+	for i, r := range rs {
+		if out[i], err = r.toDomain(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SaveModel implements scoring.Store.
+func (s *Store) SaveModel(ctx context.Context, m scoring.Model) error {
+	rules, err := json.Marshal(m.Rules)
+	if err != nil {
+		return fmt.Errorf("encode rules: %w", err)
+	}
+	const q = `
+UPDATE models
+   SET display_name = $3, description = $4, state = $5, version = $6, rules = $7, etag = $8,
+       update_time = $9, publish_time = $10, supersede_time = $11
+ WHERE workspace_id = $1 AND id = $2`
+	tag, err := s.q.Exec(ctx, q, m.Workspace, m.ID, m.DisplayName, m.Description, string(m.State), m.Version, rules,
+		m.Etag, m.UpdateTime, m.PublishTime, m.SupersedeTime)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return scoring.ErrModelNotFound
+	}
+	return nil
+}
+
+// DeleteModel implements scoring.Store.
+func (s *Store) DeleteModel(ctx context.Context, workspace, id string) error {
+	const q = `DELETE FROM models WHERE workspace_id = $1 AND id = $2 AND state = 'draft'`
+	tag, err := s.q.Exec(ctx, q, workspace, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return scoring.ErrModelNotFound
+	}
+	return nil
+}
+
+type leadRow struct {
+	WorkspaceID         string     `db:"workspace_id"`
+	ID                  string     `db:"id"`
+	Facts               []byte     `db:"facts"`
+	FactsTime           *time.Time `db:"facts_time"`
+	ModelID             string     `db:"model_id"`
+	ModelVersion        int64      `db:"model_version"`
+	FitMilli            int64      `db:"fit_milli"`
+	EngagementMilli     int64      `db:"engagement_milli"`
+	TotalMilli          int64      `db:"total_milli"`
+	Grade               string     `db:"grade"`
+	AboveThreshold      bool       `db:"above_threshold"`
+	ScoreTime           *time.Time `db:"score_time"`
+	QualifyReason       *int16     `db:"qualify_reason"`
+	QualifyTime         *time.Time `db:"qualify_time"`
+	QualifyTotal        *int64     `db:"qualify_total"`
+	QualifyModelVersion *int64     `db:"qualify_model_version"`
+	QualifyActivity     *string    `db:"qualify_activity"`
+	Outcome             *string    `db:"outcome"`
+	OutcomeTime         *time.Time `db:"outcome_time"`
+	CreateTime          time.Time  `db:"create_time"`
+}
+
+const leadColumns = `workspace_id, id, facts, facts_time, model_id, model_version, fit_milli, engagement_milli,
+       total_milli, grade, above_threshold, score_time, qualify_reason, qualify_time, qualify_total,
+       qualify_model_version, qualify_activity, outcome, outcome_time, create_time`
+
+func (r leadRow) toDomain() (scoring.Lead, error) {
+	l := scoring.Lead{
+		Workspace: r.WorkspaceID, ID: r.ID, FactsTime: r.FactsTime, ModelID: r.ModelID, ModelVersion: r.ModelVersion,
+		FitMilli: r.FitMilli, EngagementMilli: r.EngagementMilli, TotalMilli: r.TotalMilli, Grade: r.Grade,
+		AboveThreshold: r.AboveThreshold, ScoreTime: r.ScoreTime, OutcomeTime: r.OutcomeTime, CreateTime: r.CreateTime,
+	}
+	if err := json.Unmarshal(r.Facts, &l.Facts); err != nil {
+		return scoring.Lead{}, fmt.Errorf("decode lead facts: %w", err)
+	}
+	if r.Outcome != nil {
+		l.Outcome = *r.Outcome
+	}
+	if r.QualifyReason != nil && r.QualifyTime != nil {
+		l.Qualification = &scoring.Qualification{
+			Reason: scoring.QualificationReason(*r.QualifyReason), Time: *r.QualifyTime,
+			TotalScore: deref(r.QualifyTotal), ModelVersion: deref(r.QualifyModelVersion), Activity: deref(r.QualifyActivity),
+		}
+	}
+	return l, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func (s *Store) leads(ctx context.Context, q string, args ...any) ([]scoring.Lead, error) {
+	rows, err := s.q.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[leadRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scoring.Lead, len(rs))
+	for i, r := range rs {
+		if out[i], err = r.toDomain(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// GetLead implements scoring.Store.
+func (s *Store) GetLead(ctx context.Context, workspace, id string, forUpdate bool) (scoring.Lead, error) {
+	q := `SELECT ` + leadColumns + ` FROM leads WHERE workspace_id = $1 AND id = $2`
+	if forUpdate {
+		q += ` FOR UPDATE`
+	}
+	ls, err := s.leads(ctx, q, workspace, id)
+	if err != nil {
+		return scoring.Lead{}, err
+	}
+	if len(ls) == 0 {
+		return scoring.Lead{}, scoring.ErrLeadNotFound
+	}
+	return ls[0], nil
+}
+
+// LockOrCreateLead implements scoring.Store.
+func (s *Store) LockOrCreateLead(ctx context.Context, workspace, id string, at time.Time) (scoring.Lead, error) {
+	const q = `INSERT INTO leads (workspace_id, id, create_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	if _, err := s.q.Exec(ctx, q, workspace, id, at); err != nil {
+		return scoring.Lead{}, err
+	}
+	return s.GetLead(ctx, workspace, id, true)
+}
+
+// SaveLead implements scoring.Store.
+func (s *Store) SaveLead(ctx context.Context, l scoring.Lead) error {
+	facts, err := json.Marshal(l.Facts)
+	if err != nil {
+		return fmt.Errorf("encode lead facts: %w", err)
+	}
+	var qr *int16
+	var qt *time.Time
+	var qTotal, qVersion *int64
+	var qAct, outcome *string
+	if q := l.Qualification; q != nil {
+		r := int16(q.Reason)
+		qr, qt, qTotal, qVersion, qAct = &r, &q.Time, &q.TotalScore, &q.ModelVersion, &q.Activity
+	}
+	if l.Outcome != "" {
+		outcome = &l.Outcome
+	}
+	const q = `
+UPDATE leads
+   SET facts = $3, facts_time = $4, model_id = $5, model_version = $6, fit_milli = $7, engagement_milli = $8,
+       total_milli = $9, total_score = $10, grade = $11, above_threshold = $12, score_time = $13,
+       qualify_reason = $14, qualify_time = $15, qualify_total = $16, qualify_model_version = $17,
+       qualify_activity = $18, outcome = $19, outcome_time = $20
+ WHERE workspace_id = $1 AND id = $2`
+	tag, err := s.q.Exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
+		l.EngagementMilli, l.TotalMilli, scoring.WholePoints(l.TotalMilli), l.Grade, l.AboveThreshold, l.ScoreTime,
+		qr, qt, qTotal, qVersion, qAct, outcome, l.OutcomeTime)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return scoring.ErrLeadNotFound
+	}
+	return nil
+}
+
+// DeleteLead implements scoring.Store: the lead, its activities and its
+// crossings.
+func (s *Store) DeleteLead(ctx context.Context, workspace, id string) error {
+	const q = `
+WITH a AS (DELETE FROM activities WHERE workspace_id = $1 AND lead_id = $2),
+     c AS (DELETE FROM threshold_crossings WHERE workspace_id = $1 AND lead_id = $2)
+DELETE FROM leads WHERE workspace_id = $1 AND id = $2`
+	_, err := s.q.Exec(ctx, q, workspace, id)
+	return err
+}
+
+// ListLeads implements scoring.Store.
+func (s *Store) ListLeads(ctx context.Context, workspace string, f scoring.LeadFilter, after *scoring.LeadCursor, limit int) ([]scoring.Lead, error) {
+	const q = `
+SELECT ` + leadColumns + `
+  FROM leads
+ WHERE workspace_id = $1
+   AND score_time IS NOT NULL
+   AND ($2::bigint IS NULL OR total_score >= $2)
+   AND ($3 = '' OR grade = $3)
+   AND ($4::boolean IS NULL OR (qualify_time IS NOT NULL) = $4)
+   AND ($5::bigint IS NULL OR total_score < $5 OR (total_score = $5 AND id > $6))
+ ORDER BY total_score DESC, id
+ LIMIT $7`
+	var afterTotal *int64
+	var afterID string
+	if after != nil {
+		afterTotal, afterID = &after.Total, after.ID
+	}
+	return s.leads(ctx, q, workspace, f.MinTotal, f.Grade, f.Qualified, afterTotal, afterID, limit)
+}
+
+// LeadIDsAfter implements scoring.Store.
+func (s *Store) LeadIDsAfter(ctx context.Context, workspace, after string, limit int) ([]string, error) {
+	const q = `SELECT id FROM leads WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3`
+	rows, err := s.q.Query(ctx, q, workspace, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// CountLeads implements scoring.Store.
+func (s *Store) CountLeads(ctx context.Context, workspace string) (int64, error) {
+	var n int64
+	err := s.q.QueryRow(ctx, `SELECT count(*) FROM leads WHERE workspace_id = $1`, workspace).Scan(&n)
+	return n, err
+}
+
+// OutcomeLeads implements scoring.Store.
+func (s *Store) OutcomeLeads(ctx context.Context, workspace string, start, end time.Time, limit int) ([]scoring.Lead, bool, error) {
+	const q = `
+SELECT ` + leadColumns + `
+  FROM leads
+ WHERE workspace_id = $1 AND outcome IS NOT NULL AND outcome_time >= $2 AND outcome_time < $3
+ ORDER BY outcome_time DESC, id
+ LIMIT $4`
+	ls, err := s.leads(ctx, q, workspace, start, end, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(ls) > limit {
+		return ls[:limit], true, nil
+	}
+	return ls, false, nil
+}
+
+// AddActivity implements scoring.Store.
+func (s *Store) AddActivity(ctx context.Context, workspace, lead string, a scoring.Activity) (bool, error) {
+	var props []byte
+	if len(a.Properties) > 0 {
+		var err error
+		if props, err = json.Marshal(a.Properties); err != nil {
+			return false, fmt.Errorf("encode activity properties: %w", err)
+		}
+	}
+	const q = `
+INSERT INTO activities (workspace_id, id, lead_id, type, url, content_id, properties, occur_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (workspace_id, id) DO NOTHING`
+	tag, err := s.q.Exec(ctx, q, workspace, a.ID, lead, int16(a.Type), a.URL, a.ContentID, props, a.OccurTime)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+type activityRow struct {
+	LeadID     string    `db:"lead_id"`
+	ID         string    `db:"id"`
+	Type       int16     `db:"type"`
+	URL        string    `db:"url"`
+	ContentID  string    `db:"content_id"`
+	Properties []byte    `db:"properties"`
+	OccurTime  time.Time `db:"occur_time"`
+}
+
+func (r activityRow) toDomain() (scoring.Activity, error) {
+	a := scoring.Activity{ID: r.ID, Type: typesv1.ActivityType(r.Type), URL: r.URL, ContentID: r.ContentID, OccurTime: r.OccurTime}
+	if len(r.Properties) > 0 {
+		if err := json.Unmarshal(r.Properties, &a.Properties); err != nil {
+			return a, fmt.Errorf("decode activity properties: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Activities implements scoring.Store.
+func (s *Store) Activities(ctx context.Context, workspace, lead string) ([]scoring.Activity, error) {
+	m, err := s.ActivitiesOf(ctx, workspace, []string{lead})
+	return m[lead], err
+}
+
+// ActivitiesOf implements scoring.Store.
+func (s *Store) ActivitiesOf(ctx context.Context, workspace string, leads []string) (map[string][]scoring.Activity, error) {
+	const q = `
+SELECT lead_id, id, type, url, content_id, properties, occur_time
+  FROM activities
+ WHERE workspace_id = $1 AND lead_id = ANY($2)
+ ORDER BY lead_id, occur_time, id`
+	rows, err := s.q.Query(ctx, q, workspace, leads)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[activityRow])
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]scoring.Activity{}
+	for _, r := range rs {
+		a, err := r.toDomain()
+		if err != nil {
+			return nil, err
+		}
+		out[r.LeadID] = append(out[r.LeadID], a)
+	}
+	return out, nil
+}
+
+// MoveActivities implements scoring.Store.
+func (s *Store) MoveActivities(ctx context.Context, workspace, from, to string) error {
+	const q = `UPDATE activities SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`
+	_, err := s.q.Exec(ctx, q, workspace, from, to)
+	return err
+}
+
+// AddCrossing implements scoring.Store.
+func (s *Store) AddCrossing(ctx context.Context, workspace, lead string, c scoring.Crossing) error {
+	const q = `
+INSERT INTO threshold_crossings (workspace_id, lead_id, up, cross_time, total_score, model_version)
+VALUES ($1, $2, $3, $4, $5, $6)`
+	_, err := s.q.Exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
+	return err
+}
+
+// Crossings implements scoring.Store.
+func (s *Store) Crossings(ctx context.Context, workspace, lead string, limit int) ([]scoring.Crossing, error) {
+	const q = `
+SELECT up, cross_time, total_score, model_version
+  FROM threshold_crossings
+ WHERE workspace_id = $1 AND lead_id = $2
+ ORDER BY id DESC
+ LIMIT $3`
+	rows, err := s.q.Query(ctx, q, workspace, lead, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (scoring.Crossing, error) {
+		var c scoring.Crossing
+		err := row.Scan(&c.Up, &c.Time, &c.TotalScore, &c.ModelVersion)
+		return c, err
+	})
+}
+
+// Tombstone implements scoring.Store.
+func (s *Store) Tombstone(ctx context.Context, workspace, lead, survivor string) error {
+	var sv *string
+	if survivor != "" {
+		sv = &survivor
+	}
+	const q = `
+INSERT INTO lead_tombstones (workspace_id, lead_id, survivor_id) VALUES ($1, $2, $3)
+ON CONFLICT (workspace_id, lead_id) DO UPDATE SET survivor_id = EXCLUDED.survivor_id`
+	_, err := s.q.Exec(ctx, q, workspace, lead, sv)
+	return err
+}
+
+// LeadTombstone implements scoring.Store.
+func (s *Store) LeadTombstone(ctx context.Context, workspace, lead string) (string, bool, error) {
+	const q = `SELECT survivor_id FROM lead_tombstones WHERE workspace_id = $1 AND lead_id = $2`
+	var sv *string
+	err := s.q.QueryRow(ctx, q, workspace, lead).Scan(&sv)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return deref(sv), true, nil
+}
+
+type jobRow struct {
+	WorkspaceID    string     `db:"workspace_id"`
+	ID             string     `db:"id"`
+	ModelID        string     `db:"model_id"`
+	ModelVersion   int64      `db:"model_version"`
+	State          string     `db:"state"`
+	TotalLeads     int64      `db:"total_leads"`
+	ProcessedLeads int64      `db:"processed_leads"`
+	ChangedLeads   int64      `db:"changed_leads"`
+	QualifiedLeads int64      `db:"qualified_leads"`
+	FailedLeads    int64      `db:"failed_leads"`
+	Cursor         string     `db:"cursor"`
+	CreateTime     time.Time  `db:"create_time"`
+	StartTime      *time.Time `db:"start_time"`
+	EndTime        *time.Time `db:"end_time"`
+	ErrorMessage   string     `db:"error_message"`
+}
+
+const jobColumns = `workspace_id, id, model_id, model_version, state, total_leads, processed_leads, changed_leads,
+       qualified_leads, failed_leads, cursor, create_time, start_time, end_time, error_message`
+
+func (r jobRow) toDomain() scoring.RescoreJob {
+	return scoring.RescoreJob{
+		Workspace: r.WorkspaceID, ID: r.ID, ModelID: r.ModelID, ModelVersion: r.ModelVersion, State: scoring.JobState(r.State),
+		TotalLeads: r.TotalLeads, ProcessedLeads: r.ProcessedLeads, ChangedLeads: r.ChangedLeads,
+		QualifiedLeads: r.QualifiedLeads, FailedLeads: r.FailedLeads, Cursor: r.Cursor, CreateTime: r.CreateTime,
+		StartTime: r.StartTime, EndTime: r.EndTime, ErrorMessage: r.ErrorMessage,
+	}
+}
+
+func (s *Store) jobs(ctx context.Context, q string, args ...any) ([]scoring.RescoreJob, error) {
+	rows, err := s.q.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[jobRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scoring.RescoreJob, len(rs))
+	for i, r := range rs {
+		out[i] = r.toDomain()
+	}
+	return out, nil
+}
+
+func (s *Store) oneJob(ctx context.Context, q string, args ...any) (scoring.RescoreJob, error) {
+	js, err := s.jobs(ctx, q, args...)
+	if err != nil {
+		return scoring.RescoreJob{}, err
+	}
+	if len(js) == 0 {
+		return scoring.RescoreJob{}, scoring.ErrJobNotFound
+	}
+	return js[0], nil
+}
+
+// CreateJob implements scoring.Store.
+func (s *Store) CreateJob(ctx context.Context, j scoring.RescoreJob) error {
+	const q = `
+INSERT INTO rescore_jobs (workspace_id, id, model_id, model_version, state, total_leads, create_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	_, err := s.q.Exec(ctx, q, j.Workspace, j.ID, j.ModelID, j.ModelVersion, string(j.State), j.TotalLeads, j.CreateTime)
+	return err
+}
+
+// GetJob implements scoring.Store.
+func (s *Store) GetJob(ctx context.Context, workspace, id string) (scoring.RescoreJob, error) {
+	return s.oneJob(ctx, `SELECT `+jobColumns+` FROM rescore_jobs WHERE workspace_id = $1 AND id = $2`, workspace, id)
+}
+
+// JobOfModel implements scoring.Store.
+func (s *Store) JobOfModel(ctx context.Context, workspace, model string) (scoring.RescoreJob, error) {
+	return s.oneJob(ctx, `SELECT `+jobColumns+` FROM rescore_jobs WHERE workspace_id = $1 AND model_id = $2
+ ORDER BY create_time DESC LIMIT 1`, workspace, model)
+}
+
+// ListJobs implements scoring.Store.
+func (s *Store) ListJobs(ctx context.Context, workspace, model string, after *scoring.ModelCursor, limit int) ([]scoring.RescoreJob, error) {
+	const q = `
+SELECT ` + jobColumns + `
+  FROM rescore_jobs
+ WHERE workspace_id = $1
+   AND ($2 = '' OR model_id = $2)
+   AND ($3::timestamptz IS NULL OR (create_time, id) < ($3, $4))
+ ORDER BY create_time DESC, id DESC
+ LIMIT $5`
+	var afterTime *time.Time
+	var afterID string
+	if after != nil {
+		afterTime, afterID = &after.CreateTime, after.ID
+	}
+	return s.jobs(ctx, q, workspace, model, afterTime, afterID, limit)
+}
+
+// ClaimJob implements scoring.Store.
+func (s *Store) ClaimJob(ctx context.Context) (scoring.RescoreJob, bool, error) {
+	j, err := s.oneJob(ctx, `SELECT `+jobColumns+` FROM rescore_jobs WHERE state IN ('pending', 'running')
+ ORDER BY create_time LIMIT 1 FOR UPDATE SKIP LOCKED`)
+	if errors.Is(err, scoring.ErrJobNotFound) {
+		return j, false, nil
+	}
+	return j, err == nil, err
+}
+
+// SaveJob implements scoring.Store.
+func (s *Store) SaveJob(ctx context.Context, j scoring.RescoreJob) error {
+	const q = `
+UPDATE rescore_jobs
+   SET state = $3, processed_leads = $4, changed_leads = $5, qualified_leads = $6, failed_leads = $7,
+       cursor = $8, start_time = $9, end_time = $10, error_message = $11
+ WHERE workspace_id = $1 AND id = $2`
+	_, err := s.q.Exec(ctx, q, j.Workspace, j.ID, string(j.State), j.ProcessedLeads, j.ChangedLeads, j.QualifiedLeads,
+		j.FailedLeads, j.Cursor, j.StartTime, j.EndTime, j.ErrorMessage)
+	return err
+}
+
+// CancelJobs implements scoring.Store.
+func (s *Store) CancelJobs(ctx context.Context, workspace string, at time.Time) error {
+	const q = `
+UPDATE rescore_jobs SET state = 'cancelled', end_time = $2
+ WHERE workspace_id = $1 AND state IN ('pending', 'running')`
+	_, err := s.q.Exec(ctx, q, workspace, at)
+	return err
+}
