@@ -7,12 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -541,5 +544,84 @@ func TestEraseAndMerge(t *testing.T) {
 	var n int
 	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM activities`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d activities left (%v)", n, err)
+	}
+}
+
+func TestBacktestOnHandBuiltHistory(t *testing.T) {
+	f := newFixture(t)
+	created, err := f.client.CreateScoringModel(f.ctx, &scoringv1.CreateScoringModelRequest{ScoringModel: &scoringv1.ScoringModel{
+		FitRules: []*scoringv1.FitRule{{Id: "software", Points: 40, Condition: `lead.industry == "software"`}},
+		EngagementRules: []*scoringv1.EngagementRule{{Id: "pricing", Points: 30,
+			Condition: `activity.type == ActivityType.ACTIVITY_TYPE_PAGE_VIEW && activity.url.endsWith("/pricing")`}},
+		MqlThreshold: 50,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := f.clock.Now()
+	history := []struct {
+		lead     string
+		industry string
+		pricing  bool
+		won      bool
+	}{
+		{"l1", "software", true, true},   // 70
+		{"l2", "software", false, true},  // 40
+		{"l3", "software", true, false},  // 70
+		{"l4", "retail", true, false},    // 30
+		{"l5", "retail", false, false},   // 0
+		{"l6", "software", false, false}, // 40: its pricing view comes after the outcome
+	}
+	for _, h := range history {
+		f.deliver(t, f.event(t, h.lead, &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Industry: h.industry}}))
+		if h.pricing {
+			f.activity(t, h.lead, "p-"+h.lead, pageView, "https://acme.com/pricing")
+		}
+	}
+	f.clock.Advance(day)
+	for _, h := range history {
+		stage := typesv1.Stage_STAGE_LOST
+		if h.won {
+			stage = typesv1.Stage_STAGE_WON
+		}
+		f.deliver(t, f.event(t, h.lead, &eventsv1.StageChanged{FromStage: typesv1.Stage_STAGE_OPPORTUNITY, ToStage: stage}))
+	}
+	f.clock.Advance(time.Hour)
+	f.activity(t, "l6", "p-l6", pageView, "https://acme.com/pricing")
+	// Outside the range tested.
+	f.clock.Advance(2 * day)
+	f.deliver(t, f.event(t, "l7", &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Industry: "software"}}))
+	f.deliver(t, f.event(t, "l7", &eventsv1.StageChanged{ToStage: typesv1.Stage_STAGE_WON}))
+
+	resp, err := f.client.BacktestScoringModel(f.ctx, &scoringv1.BacktestScoringModelRequest{
+		Name:                   created.GetScoringModel().GetName(),
+		OutcomeStartTime:       timestamppb.New(start.Add(12 * time.Hour)),
+		OutcomeEndTime:         timestamppb.New(start.Add(2 * day)),
+		MinLeadsAboveThreshold: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &scoringv1.Backtest{
+		ScoringModel: created.GetScoringModel().GetName(),
+		LeadCount:    6, WonCount: 2, LostCount: 4, WinRate: 2.0 / 6,
+		Bands: []*scoringv1.BacktestBand{
+			{MinScore: 0, MaxScore: 10, LeadCount: 1},
+			{MinScore: 30, MaxScore: 40, LeadCount: 1},
+			{MinScore: 40, MaxScore: 50, LeadCount: 2, WonCount: 1, WinRate: 0.5},
+			{MinScore: 70, MaxScore: 80, LeadCount: 2, WonCount: 1, WinRate: 0.5},
+		},
+		Grades: []*scoringv1.BacktestGrade{
+			{Grade: "C", LeadCount: 4, WonCount: 2, WinRate: 0.5},
+			{Grade: "D", LeadCount: 2},
+		},
+		// 40 and 70 both lift the win rate to 0.5 (x1.5); the lower one
+		// qualifies more leads.
+		SuggestedThreshold: &scoringv1.ThresholdSuggestion{MqlThreshold: 40, LeadsAbove: 4, WinRateAbove: 0.5, Lift: 1.5},
+	}
+	got := resp.GetBacktest()
+	got.CreateTime = nil
+	if diff := cmp.Diff(want, got, protocmp.Transform(), cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Fatalf("backtest (-want +got):\n%s", diff)
 	}
 }
