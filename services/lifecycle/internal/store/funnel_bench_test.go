@@ -71,7 +71,9 @@ func synthesize(r *rand.Rand, ws, lead string) history {
 		lastEnter[to] = at
 		h.stage, h.enter = to, at
 	}
-	wait := func(maxDays int) { at = at.Add(time.Duration(r.Int64N(int64(maxDays)*int64(24*time.Hour))) + time.Minute) }
+	wait := func(maxDays int) {
+		at = at.Add(time.Duration(r.Int64N(int64(maxDays)*int64(24*time.Hour))) + time.Minute)
+	}
 	move(lifecycle.StageInquiry)
 	for cycle := 0; cycle < 2; cycle++ {
 		if r.Float64() >= 0.6 {
