@@ -512,6 +512,11 @@ func (s *Service) rescore(ctx context.Context, tx Store, lead *Lead, l live, new
 	return res, tx.SaveLead(ctx, *lead)
 }
 
+// Event handlers lock the lead before they read the live model: a rescore
+// job only starts once its model is live, so a handler that waited for the
+// job's lock on the lead then sees the new model too and cannot overwrite
+// the job's score with the old one.
+
 // resolveLead follows a merged lead to its survivor; ok is false for an
 // erased lead, whose events are dropped.
 func resolveLead(ctx context.Context, tx Store, ws, id string) (string, bool, error) {
@@ -535,11 +540,11 @@ func (s *Service) ApplyFacts(ctx context.Context, tx Store, ws, leadID string, f
 	if err != nil || !ok {
 		return err
 	}
-	l, err := s.live(ctx, tx, ws)
+	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
 	if err != nil {
 		return err
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
+	l, err := s.live(ctx, tx, ws)
 	if err != nil {
 		return err
 	}
@@ -559,11 +564,11 @@ func (s *Service) RecordActivity(ctx context.Context, tx Store, ws, leadID strin
 	if err != nil || !ok {
 		return err
 	}
-	l, err := s.live(ctx, tx, ws)
+	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
 	if err != nil {
 		return err
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
+	l, err := s.live(ctx, tx, ws)
 	if err != nil {
 		return err
 	}
@@ -590,11 +595,11 @@ func (s *Service) MergeLead(ctx context.Context, tx Store, ws, loser, survivor s
 	if err != nil || !ok || survivor == loser {
 		return err
 	}
-	l, err := s.live(ctx, tx, ws)
+	lead, err := tx.LockOrCreateLead(ctx, ws, survivor, s.Now())
 	if err != nil {
 		return err
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, survivor, s.Now())
+	l, err := s.live(ctx, tx, ws)
 	if err != nil {
 		return err
 	}
