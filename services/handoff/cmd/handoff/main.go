@@ -1,31 +1,46 @@
-// Command handoff routes qualified leads to sales and holds sales to the acceptance SLA.
-//
-// Its API is defined (proto/leadflow/handoff/v1) and served, but not yet
-// implemented: every RPC answers UNIMPLEMENTED until the handoff issue lands.
+// Command handoff routes qualified leads to sales, holds sales to the
+// acceptance SLA and tells lifecycle and CRMs what sales decided.
 package main
 
 import (
 	"context"
+	"time"
 
-	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
-	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/migrate"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/service"
+	"github.com/leadflow/leadflow/services/handoff/internal/app"
+	"github.com/leadflow/leadflow/services/handoff/internal/server"
+	"github.com/leadflow/leadflow/services/handoff/internal/store"
 )
 
-// unimplemented answers every RPC with UNIMPLEMENTED, never fake data.
-type unimplemented struct {
-	handoffv1.UnimplementedHandoffServiceServer
-}
+// slaInterval is how often the SLA timers are checked: a deadline fires at
+// most this late.
+const slaInterval = 5 * time.Second
 
 func main() {
 	service.Main(service.Spec{
-		Name:       service.Handoff,
-		Migrations: []migrate.Set{{Name: "outbox", FS: outbox.Migrations()}},
-		Policy:     auth.ByVerb(handoffv1.HandoffService_ServiceDesc, auth.ScopeHandoffRead, auth.ScopeHandoffWrite),
+		Name: service.Handoff,
+		Migrations: []migrate.Set{
+			{FS: store.Migrations()},
+			{Name: "outbox", FS: outbox.Migrations()},
+		},
+		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			handoffv1.RegisterHandoffServiceServer(rt.Server, unimplemented{})
+			a := app.New(rt.Pool, nil)
+			a.Register(rt.Server)
+
+			lifecycle, err := rt.Dial(service.Lifecycle)
+			if err != nil {
+				return err
+			}
+			relay := outbox.NewRelay(rt.Pool, store.Schema,
+				map[string]outbox.Sink{service.Lifecycle: outbox.GRPCSink(lifecycle)},
+				outbox.RelayOptions{Logger: rt.Logger})
+			rt.Go(relay.Run)
+			rt.Go(func(ctx context.Context) error {
+				return app.Every(ctx, rt.Logger, "sla timers", slaInterval, a.Service.FireDueTimers)
+			})
 			return nil
 		},
 	})
