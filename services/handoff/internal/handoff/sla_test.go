@@ -33,7 +33,7 @@ func TestDeadline(t *testing.T) {
 		{"before opening starts at opening", utc, "2026-11-23T06:00:00Z", time.Hour, "2026-11-23T10:00:00Z"},
 		{"weekend starts monday", utc, "2026-11-28T12:00:00Z", 8 * time.Hour, "2026-11-30T17:00:00Z"},
 		{"ends exactly at closing", utc, "2026-11-23T13:00:00Z", 4 * time.Hour, "2026-11-23T17:00:00Z"},
-		{"local time zone", berlin, "2026-11-23T07:00:00Z", 2 * time.Hour, "2026-11-23T10:00:00Z"}, // 08:00 CET → 09-11 CET
+		{"local time zone", berlin, "2026-11-23T07:00:00Z", 2 * time.Hour, "2026-11-23T10:00:00Z"},        // 08:00 CET → 09-11 CET
 		{"across daylight saving", berlin, "2026-03-27T15:00:00Z", 2 * time.Hour, "2026-03-30T08:00:00Z"}, // Fri 16:00 CET; Mon 10:00 CEST
 	} {
 		t.Run(tc.name, func(t *testing.T) {
