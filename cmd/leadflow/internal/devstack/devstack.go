@@ -46,9 +46,9 @@ type Options struct {
 // DemoWorkspace is the workspace the dev stack seeds.
 const DemoWorkspace = "demo"
 
-// backends are the gRPC services in start order; identity comes first
+// Backends are the gRPC services in start order; identity comes first
 // because every other service authenticates keys against it.
-var backends = []string{"identity", "ingestion", "scoring", "lifecycle", "handoff"}
+var Backends = []string{"identity", "ingestion", "scoring", "lifecycle", "handoff"}
 
 // Run starts everything and blocks until ctx is cancelled or a process dies.
 func Run(ctx context.Context, opts Options) error {
@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	env := baseEnv(opts, dbURL)
 
-	for _, svc := range backends {
+	for _, svc := range Backends {
 		if err := runOnce(ctx, opts, env, svc, "migrate"); err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	procs := newGroup(opts.Out)
 	defer procs.stop(15 * time.Second)
-	for _, svc := range append(backends, "gateway") {
+	for _, svc := range append(Backends, "gateway") {
 		if err := procs.start(ctx, filepath.Join(opts.BinDir, svc), svc, env); err != nil {
 			return err
 		}
@@ -143,9 +143,9 @@ func baseEnv(opts Options, dbURL string) []string {
 	env := append(os.Environ(),
 		"GATEWAY_HTTP_ADDR="+opts.HTTPAddr,
 		"GATEWAY_INTERNAL_TOKEN="+token,
-		"GATEWAY_METRICS_ADDR="+metrics(len(backends)),
+		"GATEWAY_METRICS_ADDR="+metrics(len(Backends)),
 	)
-	for i, svc := range backends {
+	for i, svc := range Backends {
 		up := strings.ToUpper(svc)
 		env = append(env,
 			up+"_DATABASE_URL="+dbURL,
@@ -153,7 +153,7 @@ func baseEnv(opts Options, dbURL string) []string {
 			up+"_INTERNAL_TOKEN="+token,
 			up+"_METRICS_ADDR="+metrics(i),
 		)
-		for j, peer := range backends {
+		for j, peer := range Backends {
 			env = append(env, up+"_"+strings.ToUpper(peer)+"_ADDR="+addr(j))
 		}
 		env = append(env, "GATEWAY_"+up+"_ADDR="+addr(i))
@@ -257,10 +257,10 @@ Leadflow is running. Ctrl-C stops everything.
   OpenAPI        %[1]s/openapi.json
   Demo form      POST %[1]s/v1/forms/demo:submit
 `, gatewayURL)
-	for i, svc := range backends {
+	for i, svc := range Backends {
 		fmt.Fprintf(opts.Out, "  gRPC %-9s 127.0.0.1:%d   metrics http://127.0.0.1:%d/metrics\n", svc, opts.FirstGRPCPort+i, opts.FirstMetricsPort+i)
 	}
-	fmt.Fprintf(opts.Out, "  gateway metrics          http://127.0.0.1:%d/metrics\n", opts.FirstMetricsPort+len(backends))
+	fmt.Fprintf(opts.Out, "  gateway metrics          http://127.0.0.1:%d/metrics\n", opts.FirstMetricsPort+len(Backends))
 	fmt.Fprintf(opts.Out, `
   Workspace      %s
   API key        %s
