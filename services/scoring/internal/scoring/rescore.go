@@ -87,7 +87,20 @@ func (s *Service) RunRescorer(ctx context.Context, logger *slog.Logger, poll tim
 
 // RescoreBatch claims a job and rescores its next batch of leads in one
 // transaction. It reports whether there was a job to work on.
+//
+// The batch's leads and activities are read in two queries and its writes
+// sent in one round trip. Should that fail, the batch runs again lead by
+// lead, each in a savepoint, so one failing lead keeps its old score
+// (counted in failed_leads) without holding up the others.
 func (s *Service) RescoreBatch(ctx context.Context) (bool, error) {
+	worked, err := s.rescoreBatch(ctx, false)
+	if err != nil && ctx.Err() == nil {
+		return s.rescoreBatch(ctx, true)
+	}
+	return worked, err
+}
+
+func (s *Service) rescoreBatch(ctx context.Context, careful bool) (bool, error) {
 	worked := false
 	err := s.store.InTx(ctx, func(tx Store) error {
 		job, ok, err := tx.ClaimJob(ctx)
@@ -108,34 +121,86 @@ func (s *Service) RescoreBatch(ctx context.Context) (bool, error) {
 			job.State, job.EndTime = JobCancelled, &now
 			return tx.SaveJob(ctx, job)
 		}
-		ids, err := tx.LeadIDsAfter(ctx, job.Workspace, job.Cursor, RescoreBatchSize)
+		var n int
+		if careful {
+			n, err = s.rescoreEach(ctx, tx, &job, l)
+		} else {
+			n, err = s.rescoreAll(ctx, tx, &job, l)
+		}
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			res, err := s.rescoreOne(ctx, tx, job.Workspace, id, l)
-			job.ProcessedLeads++
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return ctx.Err()
-			case err != nil:
-				job.FailedLeads++
-			default:
-				if res.Changed {
-					job.ChangedLeads++
-				}
-				if res.Qualified {
-					job.QualifiedLeads++
-				}
-			}
-			job.Cursor = id
-		}
-		if len(ids) < RescoreBatchSize {
+		if n < RescoreBatchSize {
 			job.State, job.EndTime = JobSucceeded, &now
 		}
 		return tx.SaveJob(ctx, job)
 	})
 	return worked, err
+}
+
+// rescoreAll rescores the job's next batch with batched reads and writes.
+func (s *Service) rescoreAll(ctx context.Context, tx Store, job *RescoreJob, l live) (int, error) {
+	leads, err := tx.LockLeadsAfter(ctx, job.Workspace, job.Cursor, RescoreBatchSize)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]string, len(leads))
+	for i, lead := range leads {
+		ids[i] = lead.ID
+	}
+	acts, err := tx.ActivitiesOf(ctx, job.Workspace, ids)
+	if err != nil {
+		return 0, err
+	}
+	counts := *job
+	err = tx.Deferred(ctx, func(dtx Store) error {
+		for i := range leads {
+			res, err := s.rescoreWith(ctx, dtx, &leads[i], acts[leads[i].ID], l, nil)
+			if err != nil {
+				return err
+			}
+			counts.count(res, nil)
+			counts.Cursor = leads[i].ID
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	*job = counts
+	return len(leads), nil
+}
+
+// rescoreEach rescores the job's next batch lead by lead.
+func (s *Service) rescoreEach(ctx context.Context, tx Store, job *RescoreJob, l live) (int, error) {
+	ids, err := tx.LeadIDsAfter(ctx, job.Workspace, job.Cursor, RescoreBatchSize)
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		res, err := s.rescoreOne(ctx, tx, job.Workspace, id, l)
+		if err != nil && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		job.count(res, err)
+		job.Cursor = id
+	}
+	return len(ids), nil
+}
+
+func (j *RescoreJob) count(res rescoreResult, err error) {
+	j.ProcessedLeads++
+	switch {
+	case err != nil:
+		j.FailedLeads++
+	default:
+		if res.Changed {
+			j.ChangedLeads++
+		}
+		if res.Qualified {
+			j.QualifiedLeads++
+		}
+	}
 }
 
 // rescoreOne rescores one lead in a savepoint, so that a lead that fails

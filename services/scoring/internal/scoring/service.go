@@ -57,6 +57,10 @@ type Store interface {
 	// Publish records an event in the outbox; the Store must be in a
 	// transaction.
 	Publish(ctx context.Context, workspace, lead string, payload proto.Message) error
+	// Deferred runs fn with a Store that queues its writes of leads,
+	// crossings and events and sends them in one round trip when fn
+	// returns; reads still run at once. The Store must be in a transaction.
+	Deferred(ctx context.Context, fn func(tx Store) error) error
 
 	// EnsureWorkspace records the workspace with m as its live model,
 	// unless it is known already; it reports whether it created it.
@@ -82,6 +86,9 @@ type Store interface {
 	ListLeads(ctx context.Context, workspace string, f LeadFilter, after *LeadCursor, limit int) ([]Lead, error)
 	// LeadIDsAfter returns up to limit lead ids greater than after, in order.
 	LeadIDsAfter(ctx context.Context, workspace, after string, limit int) ([]string, error)
+	// LockLeadsAfter returns up to limit leads with ids greater than after,
+	// in id order, locked for the transaction.
+	LockLeadsAfter(ctx context.Context, workspace, after string, limit int) ([]Lead, error)
 	CountLeads(ctx context.Context, workspace string) (int64, error)
 	// OutcomeLeads returns up to limit leads whose outcome time is in
 	// [start, end), most recent first, and whether more matched.
@@ -459,11 +466,16 @@ type rescoreResult struct {
 // triggered it, if any. It is idempotent: rescoring an unchanged lead at
 // the same moment changes nothing and emits nothing.
 func (s *Service) rescore(ctx context.Context, tx Store, lead *Lead, l live, newActivity *Activity) (rescoreResult, error) {
-	var res rescoreResult
 	acts, err := tx.Activities(ctx, lead.Workspace, lead.ID)
 	if err != nil {
-		return res, err
+		return rescoreResult{}, err
 	}
+	return s.rescoreWith(ctx, tx, lead, acts, l, newActivity)
+}
+
+// rescoreWith is rescore with the lead's activities already loaded.
+func (s *Service) rescoreWith(ctx context.Context, tx Store, lead *Lead, acts []Activity, l live, newActivity *Activity) (rescoreResult, error) {
+	var res rescoreResult
 	now := s.Now()
 	facts := NewFacts(lead.Facts)
 	matches := make([]Match, len(acts))

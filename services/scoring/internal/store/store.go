@@ -51,6 +51,8 @@ type Store struct {
 	pub  *outbox.Publisher
 	q    querier
 	tx   pgx.Tx // nil outside a transaction
+	// batch, when set, collects the writes of Deferred.
+	batch *pgx.Batch
 }
 
 // New returns a Store over pool, whose search_path must be Schema; pub
@@ -84,8 +86,56 @@ func (s *Store) Publish(ctx context.Context, workspace, lead string, payload pro
 	if s.tx == nil {
 		return errors.New("publish outside a transaction")
 	}
-	_, err := s.pub.Publish(ctx, s.tx, workspace, lead, payload)
+	var tx pgx.Tx = s.tx
+	if s.batch != nil {
+		tx = batchingTx{Tx: s.tx, batch: s.batch}
+	}
+	_, err := s.pub.Publish(ctx, tx, workspace, lead, payload)
 	return err
+}
+
+// Deferred implements scoring.Store.
+func (s *Store) Deferred(ctx context.Context, fn func(scoring.Store) error) error {
+	if s.tx == nil {
+		return errors.New("deferred writes outside a transaction")
+	}
+	d := &Store{pool: s.pool, pub: s.pub, q: s.q, tx: s.tx, batch: &pgx.Batch{}}
+	if err := fn(d); err != nil {
+		return err
+	}
+	if d.batch.Len() == 0 {
+		return nil
+	}
+	if err := s.tx.SendBatch(ctx, d.batch).Close(); err != nil {
+		return fmt.Errorf("send deferred writes: %w", err)
+	}
+	return nil
+}
+
+// batchingTx queues the statements the outbox publisher executes instead
+// of running them one round trip each. Their results are only checked for
+// errors, which surface when the batch is sent; any other method runs on
+// the transaction at once, which is still correct, only not batched.
+type batchingTx struct {
+	pgx.Tx
+	batch *pgx.Batch
+}
+
+func (b batchingTx) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	b.batch.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
+}
+
+// exec runs a write at once, or queues it under Deferred, where the row is
+// known to exist (its lead is locked); it reports the rows affected, or 1
+// when queued.
+func (s *Store) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if s.batch != nil {
+		s.batch.Queue(q, args...)
+		return 1, nil
+	}
+	tag, err := s.q.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
 }
 
 // EnsureWorkspace implements scoring.Store.
@@ -401,13 +451,13 @@ UPDATE leads
        qualify_reason = $14, qualify_time = $15, qualify_total = $16, qualify_model_version = $17,
        qualify_activity = $18, outcome = $19, outcome_time = $20
  WHERE workspace_id = $1 AND id = $2`
-	tag, err := s.q.Exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
+	n, err := s.exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
 		l.EngagementMilli, l.TotalMilli, scoring.WholePoints(l.TotalMilli), l.Grade, l.AboveThreshold, l.ScoreTime,
 		qr, qt, qTotal, qVersion, qAct, outcome, l.OutcomeTime)
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return scoring.ErrLeadNotFound
 	}
 	return nil
@@ -453,6 +503,12 @@ func (s *Store) LeadIDsAfter(ctx context.Context, workspace, after string, limit
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// LockLeadsAfter implements scoring.Store.
+func (s *Store) LockLeadsAfter(ctx context.Context, workspace, after string, limit int) ([]scoring.Lead, error) {
+	const q = `SELECT ` + leadColumns + ` FROM leads WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE`
+	return s.leads(ctx, q, workspace, after, limit)
 }
 
 // CountLeads implements scoring.Store.
@@ -564,7 +620,7 @@ func (s *Store) AddCrossing(ctx context.Context, workspace, lead string, c scori
 	const q = `
 INSERT INTO threshold_crossings (workspace_id, lead_id, up, cross_time, total_score, model_version)
 VALUES ($1, $2, $3, $4, $5, $6)`
-	_, err := s.q.Exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
+	_, err := s.exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
 	return err
 }
 
