@@ -29,6 +29,11 @@ var (
 		"ip": true, "ipaddress": true, "clientip": true, "remoteip": true,
 		"remoteaddr": true, "peeraddr": true, "xforwardedfor": true, "xrealip": true,
 		"useragent": true,
+		// OpenTelemetry semantic-convention keys that carry a client's
+		// address or browser, set by HTTP and gRPC instrumentation.
+		"clientaddress": true, "networkpeeraddress": true, "httpclientip": true,
+		"netpeerip": true, "netsockpeeraddr": true, "useragentoriginal": true,
+		"httpuseragent": true,
 		// Credentials are not personal data but must never be logged either.
 		"password": true, "secret": true, "token": true, "authorization": true,
 		"cookie": true, "setcookie": true,
@@ -41,9 +46,9 @@ var (
 	}
 )
 
-// isPersonalKey reports whether an attribute key names personal data or a
+// IsPersonalKey reports whether an attribute key names personal data or a
 // credential.
-func isPersonalKey(key string) bool {
+func IsPersonalKey(key string) bool {
 	k := strings.Map(func(r rune) rune {
 		switch r {
 		case '_', '-', '.':
@@ -66,7 +71,8 @@ func isPersonalKey(key string) bool {
 // messages, which may quote the input that failed.
 var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+`)
 
-func scrub(s string) string {
+// ScrubText replaces e-mail addresses inside free text with "[REDACTED]".
+func ScrubText(s string) string {
 	if !strings.Contains(s, "@") {
 		return s
 	}
@@ -77,7 +83,7 @@ func scrub(s string) string {
 //
 //   - attributes whose keys name personal data or credentials (email,
 //     first_name, last_name, phone, ip_address, remote_addr, user_agent,
-//     password, token and similar; see isPersonalKey) get the value
+//     password, token and similar; see IsPersonalKey) get the value
 //     "[REDACTED]", at any group depth;
 //   - e-mail addresses inside the message, string values and error values
 //     are replaced with "[REDACTED]";
@@ -97,7 +103,7 @@ func (h *redactHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *redactHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, scrub(r.Message), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, ScrubText(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(a))
 		return true
@@ -118,7 +124,7 @@ func (h *redactHandler) WithGroup(name string) slog.Handler {
 }
 
 func redactAttr(a slog.Attr) slog.Attr {
-	if isPersonalKey(a.Key) {
+	if IsPersonalKey(a.Key) {
 		return slog.String(a.Key, Redacted)
 	}
 	// Resolve LogValuers first: they may expand into a group with
@@ -133,14 +139,14 @@ func redactAttr(a slog.Attr) slog.Attr {
 		}
 		return slog.Attr{Key: a.Key, Value: slog.GroupValue(red...)}
 	case slog.KindString:
-		return slog.String(a.Key, scrub(v.String()))
+		return slog.String(a.Key, ScrubText(v.String()))
 	case slog.KindAny:
 		switch x := v.Any().(type) {
 		case proto.Message:
 			return slog.String(a.Key, "<"+string(x.ProtoReflect().Descriptor().FullName())+">")
 		case error:
 			if msg, ok := errorText(x); ok && strings.Contains(msg, "@") {
-				return slog.String(a.Key, scrub(msg))
+				return slog.String(a.Key, ScrubText(msg))
 			}
 		}
 	}

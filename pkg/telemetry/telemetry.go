@@ -120,7 +120,7 @@ func Setup(ctx context.Context, opts Options) (shutdown func(context.Context) er
 		}
 	}
 	if spanExp != nil {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(spanExp))
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(redactingExporter{next: spanExp}))
 	}
 	// Without an exporter the provider still creates and samples spans:
 	// their ids are what ties logs, events and downstream calls together.

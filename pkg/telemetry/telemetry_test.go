@@ -2,9 +2,11 @@ package telemetry_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -165,5 +167,50 @@ func TestSetupRejectsBadOptions(t *testing.T) {
 				t.Error("Setup succeeded, want an error")
 			}
 		})
+	}
+}
+
+func TestSpansCarryNoPersonalData(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	shutdown, err := telemetry.Setup(context.Background(), telemetry.Options{ServiceName: "test", SampleRatio: 1, SpanExporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := otel.Tracer("t").Start(context.Background(), "op", trace.WithAttributes(
+		attribute.String("client.address", "203.0.113.7"),
+		attribute.String("user_agent.original", "Mozilla/5.0"),
+		attribute.String("url.full", "https://x.example/v1/leads?email=ada@example.com"),
+		attribute.String("leadflow.lead_id", "123"),
+		attribute.String("error.detail", "duplicate key ada@example.com"),
+	))
+	span.AddEvent("exception", trace.WithAttributes(attribute.String("exception.message", "bad email grace@example.com")))
+	span.End()
+	defer shutdown(context.Background()) //nolint:errcheck // the in-memory exporter forgets its spans on shutdown
+	if err := otel.GetTracerProvider().(*sdktrace.TracerProvider).ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("exported %d spans", len(spans))
+	}
+	got := map[string]string{}
+	for _, a := range spans[0].Attributes {
+		got[string(a.Key)] = a.Value.Emit()
+	}
+	want := map[string]string{
+		"url.full":         "https://x.example/v1/leads",
+		"leadflow.lead_id": "123",
+		"error.detail":     "duplicate key [REDACTED]",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("attributes = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if msg := spans[0].Events[0].Attributes[0].Value.AsString(); strings.Contains(msg, "@") {
+		t.Errorf("event kept an email: %q", msg)
 	}
 }
