@@ -35,7 +35,9 @@ type redactedSpan struct {
 	sdktrace.ReadOnlySpan
 }
 
-func (s redactedSpan) Attributes() []attribute.KeyValue { return RedactAttributes(s.ReadOnlySpan.Attributes()) }
+func (s redactedSpan) Attributes() []attribute.KeyValue {
+	return RedactAttributes(s.ReadOnlySpan.Attributes())
+}
 
 func (s redactedSpan) Events() []sdktrace.Event {
 	events := s.ReadOnlySpan.Events()
