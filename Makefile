@@ -8,7 +8,7 @@ SHELL       := bash
 BIN      := $(CURDIR)/bin
 SERVICES := identity ingestion scoring lifecycle handoff gateway
 # Every module of the workspace, for tests and vet.
-MODULES  := ./gen/... ./pkg/... ./cmd/leadflow/... $(foreach s,$(SERVICES),./services/$(s)/...)
+MODULES  := ./gen/... ./pkg/... ./cmd/leadflow/... $(foreach s,$(SERVICES),./services/$(s)/...) ./deploy/...
 TOOLS    := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc \
             $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 $(BIN)/protoprint
 GO_TEST_FLAGS ?= -race -count=1 -timeout=20m
