@@ -78,43 +78,81 @@ func Channel(schema string) string { return "outbox_" + schema }
 // the payload's type, and returns it. The trace context of ctx travels with
 // the event. A payload nobody subscribes to is recorded nowhere.
 func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, workspace, lead string, payload proto.Message) (*eventsv1.Event, error) {
-	typ := string(payload.ProtoReflect().Descriptor().FullName())
-	anyPayload, err := anypb.New(payload)
+	evs, err := p.PublishAll(ctx, tx, []Message{{Workspace: workspace, Lead: lead, Payload: payload}})
 	if err != nil {
-		return nil, fmt.Errorf("pack %s: %w", typ, err)
+		return nil, err
 	}
+	return evs[0], nil
+}
+
+// Message is one event for PublishAll.
+type Message struct {
+	Workspace string
+	Lead      string
+	Payload   proto.Message
+}
+
+// PublishAll is Publish for many events: one INSERT and one NOTIFY however
+// many there are, so bulk writers (imports) do not pay a round trip per
+// event. It returns the events in the order of msgs.
+func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
-	ev := &eventsv1.Event{
-		Id:          uuid.NewString(),
-		Type:        typ,
-		Workspace:   workspace,
-		Lead:        lead,
-		OccurTime:   p.now(),
-		Source:      p.source,
-		Traceparent: carrier.Get("traceparent"),
-		Tracestate:  carrier.Get("tracestate"),
-		Payload:     anyPayload,
+	now := p.now()
+	evs := make([]*eventsv1.Event, len(msgs))
+	var ids, workspaces, subscribers, types, leads []string
+	var raws [][]byte
+	for i, m := range msgs {
+		typ := string(m.Payload.ProtoReflect().Descriptor().FullName())
+		anyPayload, err := anypb.New(m.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("pack %s: %w", typ, err)
+		}
+		ev := &eventsv1.Event{
+			Id:          uuid.NewString(),
+			Type:        typ,
+			Workspace:   m.Workspace,
+			Lead:        m.Lead,
+			OccurTime:   now,
+			Source:      p.source,
+			Traceparent: carrier.Get("traceparent"),
+			Tracestate:  carrier.Get("tracestate"),
+			Payload:     anyPayload,
+		}
+		evs[i] = ev
+		subs := p.routes[typ]
+		if len(subs) == 0 {
+			continue
+		}
+		raw, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", typ, err)
+		}
+		for _, sub := range subs {
+			ids = append(ids, ev.Id)
+			workspaces = append(workspaces, m.Workspace)
+			subscribers = append(subscribers, sub)
+			types = append(types, typ)
+			raws = append(raws, raw)
+			leads = append(leads, m.Lead)
+		}
 	}
-	subscribers := p.routes[typ]
-	if len(subscribers) == 0 {
-		return ev, nil
-	}
-	raw, err := proto.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", typ, err)
+	if len(ids) == 0 {
+		return evs, nil
 	}
 	const q = `
 INSERT INTO outbox (event_id, workspace_id, subscriber, event_type, event, lead_id)
-SELECT $1, $2, s, $3, $4, nullif($6, '') FROM unnest($5::text[]) AS s`
-	if _, err := tx.Exec(ctx, q, ev.Id, workspace, typ, raw, subscribers, lead); err != nil {
-		return nil, fmt.Errorf("insert outbox %s: %w", typ, err)
-	}
+SELECT id, ws, sub, typ, ev, nullif(lead, '')
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
+    AS t (id, ws, sub, typ, ev, lead)`
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, p.channel); err != nil {
-		return nil, fmt.Errorf("notify outbox: %w", err)
+	b := &pgx.Batch{}
+	b.Queue(q, ids, workspaces, subscribers, types, raws, leads)
+	b.Queue(`SELECT pg_notify($1, '')`, p.channel)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("insert outbox events: %w", err)
 	}
-	return ev, nil
+	return evs, nil
 }
 
 // Forget deletes the undelivered events about leads in tx, including parked

@@ -398,3 +398,41 @@ func TestForgetDropsALeadsUndeliveredEvents(t *testing.T) {
 		t.Fatalf("delivered %d events, want lead-2's 2", len(sink.events()))
 	}
 }
+
+func TestPublishAll(t *testing.T) {
+	pool := newPool(t)
+	msgs := []outbox.Message{
+		{Workspace: "acme", Lead: "lead-1", Payload: &eventsv1.LeadCaptured{}},
+		{Workspace: "acme", Lead: "lead-2", Payload: &eventsv1.LeadScored{}}, // no subscribers
+		{Workspace: "globex", Lead: "lead-3", Payload: &eventsv1.LeadErased{}},
+	}
+	var evs []*eventsv1.Event
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		var err error
+		evs, err = newPublisher().PublishAll(t.Context(), tx, msgs)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != len(msgs) {
+		t.Fatalf("%d events returned, want %d", len(evs), len(msgs))
+	}
+	for i, ev := range evs {
+		if ev.GetLead() != msgs[i].Lead || ev.GetWorkspace() != msgs[i].Workspace || ev.GetId() == "" {
+			t.Fatalf("event %d = %v", i, ev)
+		}
+	}
+	// LeadCaptured goes to two subscribers, LeadErased to one, LeadScored nowhere.
+	if got := outboxRows(t, pool); got != 3 {
+		t.Fatalf("outbox rows = %d, want 3", got)
+	}
+	scoring, lifecycle := newRecorder(), newRecorder()
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(scoring.events()) != 2 || len(lifecycle.events()) != 1 {
+		t.Fatalf("scoring got %d, lifecycle %d; want 2 and 1", len(scoring.events()), len(lifecycle.events()))
+	}
+}
