@@ -48,6 +48,7 @@ type Import struct {
 	source   string
 	campaign string
 	rows     int
+	maxRows  int
 	batch    []Capture
 	summary  ImportSummary
 }
@@ -70,7 +71,7 @@ func (s *Service) NewImport(ws, source, campaign string) (*Import, error) {
 	if source == "" {
 		source = DefaultImportSource
 	}
-	return &Import{svc: s, ws: ws, source: source, campaign: campaign}, nil
+	return &Import{svc: s, ws: ws, source: source, campaign: campaign, maxRows: MaxImportRows}, nil
 }
 
 // Add validates one row and queues it, storing a full batch. It fails only
@@ -78,7 +79,7 @@ func (s *Service) NewImport(ws, source, campaign string) (*Import, error) {
 // row.
 func (im *Import) Add(ctx context.Context, line int64, l Lead) error {
 	im.rows++
-	if im.rows > MaxImportRows {
+	if im.rows > im.maxRows {
 		return ErrTooManyRows
 	}
 	if l.Source == "" {

@@ -42,7 +42,7 @@ type fixture struct {
 	acme, acmeReader, globex, internal, public context.Context
 }
 
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
 	svc := lead.NewService(store.New(pool, store.NewPublisher()))

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/ingestion/internal/lead"
 )
@@ -179,10 +181,11 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 
 	out := make([]lead.Outcome, len(caps))
 	var activities []lead.Activity
+	var changes changeSet
 	for i, c := range caps {
 		e := entryOf[c.Lead.Email]
 		eff := effectOf[i]
-		queueChange(b, ws, e.lead.ID, eff.kind, c.Channel, eff.fields, now)
+		changes.add(e.lead.ID, eff.kind, c.Channel, eff.fields)
 		if c.Consent != nil {
 			queueConsent(b, ws, e.lead.ID, *c.Consent)
 		}
@@ -194,25 +197,25 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 		}
 		out[i] = lead.Outcome{Lead: e.lead, Created: eff.kind == lead.KindCreated}
 	}
+	changes.queue(b, ws, now)
 	if err := sendBatch(ctx, tx, b); err != nil {
 		return nil, wrap("write captures", err)
 	}
 
+	var msgs []outbox.Message
 	for _, e := range touched {
 		switch {
 		case e.isNew:
-			err = s.publish(ctx, tx, ws, e.lead.ID, &eventsv1.LeadCaptured{Attributes: attributes(e.lead)})
+			msgs = append(msgs, outbox.Message{Workspace: ws, Lead: e.lead.ID, Payload: &eventsv1.LeadCaptured{Attributes: attributes(e.lead)}})
 		case e.changed:
-			err = s.publish(ctx, tx, ws, e.lead.ID, &eventsv1.LeadUpdated{Attributes: attributes(e.lead)})
-		}
-		if err != nil {
-			return nil, err
+			msgs = append(msgs, outbox.Message{Workspace: ws, Lead: e.lead.ID, Payload: &eventsv1.LeadUpdated{Attributes: attributes(e.lead)}})
 		}
 	}
 	for _, a := range activities {
-		if err := s.publish(ctx, tx, ws, a.LeadID, activityRecorded(a)); err != nil {
-			return nil, err
-		}
+		msgs = append(msgs, outbox.Message{Workspace: ws, Lead: a.LeadID, Payload: activityRecorded(a)})
+	}
+	if _, err := s.pub.PublishAll(ctx, tx, msgs); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -220,11 +223,18 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 // lockByEmail locks the live lead of each email. An email with no live lead
 // but a merged one resolves to (and locks) the survivor.
 func lockByEmail(ctx context.Context, tx pgx.Tx, ws string, emails []string) (map[string]lead.Lead, error) {
+	// One unique-index probe per email, in the (sorted) order given, so the
+	// plan and the lock order hold whatever the table's statistics say; a
+	// plain "email = ANY($2)" may scan the whole workspace while a big first
+	// import outruns autovacuum's ANALYZE. LIMIT 1 keeps the subquery from
+	// being flattened into a hash join.
 	const live = `
-SELECT ` + leadColumns + ` FROM leads
- WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NULL
- ORDER BY email
-   FOR UPDATE`
+SELECT l.* FROM unnest($2::text[]) AS e (email)
+ CROSS JOIN LATERAL (
+       SELECT ` + leadColumns + ` FROM leads
+        WHERE workspace_id = $1 AND email = e.email AND merged_into IS NULL
+        LIMIT 1
+          FOR UPDATE) AS l`
 	rows, err := tx.Query(ctx, live, ws, emails)
 	if err != nil {
 		return nil, wrap("lock leads", err)
@@ -293,8 +303,9 @@ SELECT ` + leadColumns + ` FROM leads
 	return found, nil
 }
 
-// insertLeads inserts new leads and reports, per lead, whether a concurrent
-// capture inserted its email first.
+// insertLeads inserts new leads in one statement and reports, per lead,
+// whether a concurrent capture inserted its email first. Rows go in the
+// order given (sorted by email), like every other capture's.
 func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) ([]bool, error) {
 	if len(leads) == 0 {
 		return nil, nil
@@ -303,28 +314,76 @@ func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) ([]bool, error)
 INSERT INTO leads (id, workspace_id, email, first_name, last_name, company, title, phone, country,
                    industry, employee_count, source, campaign, custom_attributes, company_domain,
                    account_id, unsubscribed, version, create_time, update_time)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NULL DO NOTHING`
-	b := &pgx.Batch{}
-	for _, e := range leads {
+SELECT id, $1, email, first_name, last_name, company, title, phone, country,
+       industry, employee_count, source, campaign, custom_attributes, company_domain,
+       account_id, unsubscribed, 1, $2, $2
+  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+              $10::text[], $11::text[], $12::integer[], $13::text[], $14::text[], $15::jsonb[],
+              $16::text[], $17::uuid[], $18::boolean[])
+    AS t (id, email, first_name, last_name, company, title, phone, country,
+          industry, employee_count, source, campaign, custom_attributes,
+          company_domain, account_id, unsubscribed)
+ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NULL DO NOTHING
+RETURNING id`
+	n := len(leads)
+	var (
+		ids, emails, firsts, lasts, companies, titles, phones, countries = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		industries, sources, campaigns, domains                          = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		counts                                                           = make([]int32, n)
+		customs                                                          = make([]map[string]string, n)
+		accounts                                                         = make([]*string, n)
+		unsubscribed                                                     = make([]bool, n)
+	)
+	for i, e := range leads {
 		l := e.lead
-		b.Queue(q, l.ID, l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone,
-			l.Country, l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
-			nullable(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime)
+		ids[i], emails[i], firsts[i], lasts[i], companies[i], titles[i], phones[i], countries[i] =
+			l.ID, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country
+		industries[i], sources[i], campaigns[i], domains[i] = l.Industry, l.Source, l.Campaign, l.CompanyDomain
+		counts[i], customs[i], accounts[i], unsubscribed[i] = l.EmployeeCount, nonNil(l.Custom), nullable(l.AccountID), l.Unsubscribed
 	}
-	br := tx.SendBatch(ctx, b)
-	lost := make([]bool, len(leads))
-	var errs []error
-	for i := range leads {
-		tag, err := br.Exec()
-		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		lost[i] = tag.RowsAffected() == 0
+	ws, at := leads[0].lead.Workspace, leads[0].lead.CreateTime
+	rows, err := tx.Query(ctx, q, ws, at, ids, emails, firsts, lasts, companies, titles, phones, countries,
+		industries, counts, sources, campaigns, customs, domains, accounts, unsubscribed)
+	if err != nil {
+		return nil, wrap("insert leads", err)
 	}
-	errs = append(errs, br.Close())
-	return lost, wrap("insert leads", errors.Join(errs...))
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, wrap("insert leads", err)
+	}
+	won := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		won[id] = true
+	}
+	lost := make([]bool, n)
+	for i, e := range leads {
+		lost[i] = !won[e.lead.ID]
+	}
+	return lost, nil
+}
+
+// changeSet collects history entries for one INSERT.
+type changeSet struct {
+	leads, kinds, sources, fields []string
+}
+
+func (c *changeSet) add(leadID, kind, source string, fields []string) {
+	c.leads = append(c.leads, leadID)
+	c.kinds = append(c.kinds, kind)
+	c.sources = append(c.sources, source)
+	// Field names never hold commas; text[][] would have to be rectangular.
+	c.fields = append(c.fields, strings.Join(fields, ","))
+}
+
+func (c *changeSet) queue(b *pgx.Batch, ws string, at time.Time) {
+	if len(c.leads) == 0 {
+		return
+	}
+	const q = `
+INSERT INTO lead_changes (workspace_id, lead_id, kind, source, changed_fields, change_time)
+SELECT $1, lead_id, kind, source, string_to_array(fields, ','), $2
+  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) AS t (lead_id, kind, source, fields)`
+	b.Queue(q, ws, at, c.leads, c.kinds, c.sources, c.fields)
 }
 
 // accountIDs returns the account of each domain, creating missing ones.
@@ -333,7 +392,11 @@ func (s *Store) accountIDs(ctx context.Context, tx pgx.Tx, ws string, domains []
 	if len(domains) == 0 {
 		return ids, nil
 	}
-	const sel = `SELECT domain, id FROM accounts WHERE workspace_id = $1 AND domain = ANY($2)`
+	// A probe per domain, for the reason lockByEmail gives.
+	const sel = `
+SELECT a.domain, a.id FROM unnest($2::text[]) AS d (domain)
+ CROSS JOIN LATERAL (
+       SELECT domain, id FROM accounts WHERE workspace_id = $1 AND domain = d.domain LIMIT 1) AS a`
 	read := func(domains []string) error {
 		rows, err := tx.Query(ctx, sel, ws, domains)
 		if err != nil {
