@@ -18,6 +18,9 @@ import (
 // most this late.
 const slaInterval = 5 * time.Second
 
+// webhookInterval is how often due webhook deliveries are sent.
+const webhookInterval = 2 * time.Second
+
 func main() {
 	service.Main(service.Spec{
 		Name: service.Handoff,
@@ -27,7 +30,7 @@ func main() {
 		},
 		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			a := app.New(rt.Pool, nil)
+			a := app.New(rt.Pool, app.Options{Logger: rt.Logger})
 			a.Register(rt.Server)
 
 			lifecycle, err := rt.Dial(service.Lifecycle)
@@ -40,6 +43,9 @@ func main() {
 			rt.Go(relay.Run)
 			rt.Go(func(ctx context.Context) error {
 				return app.Every(ctx, rt.Logger, "sla timers", slaInterval, a.Service.FireDueTimers)
+			})
+			rt.Go(func(ctx context.Context) error {
+				return app.Every(ctx, rt.Logger, "webhook deliveries", webhookInterval, a.Webhooks.DeliverDue)
 			})
 			return nil
 		},

@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/services/handoff/internal/dispatch"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
 	"github.com/leadflow/leadflow/services/handoff/internal/server"
 	"github.com/leadflow/leadflow/services/handoff/internal/store"
@@ -26,13 +28,23 @@ type App struct {
 	Service *handoff.Service
 	Server  *server.Server
 	Sink    *outbox.SinkServer
+	// Webhooks posts webhook deliveries.
+	Webhooks *dispatch.Worker
 }
 
-// New builds the service over pool, telling time with clock (time.Now when
-// nil).
-func New(pool *pgxpool.Pool, clock handoff.Clock) *App {
+// Options tune New; zero values take the defaults.
+type Options struct {
+	// Clock tells time to the timers and workers (time.Now).
+	Clock handoff.Clock
+	// HTTPClient posts webhooks (a client with dispatch.Timeout).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// New builds the service over pool.
+func New(pool *pgxpool.Pool, opts Options) *App {
 	st := store.New(pool, store.NewPublisher())
-	svc := handoff.NewService(st, clock)
+	svc := handoff.NewService(st, opts.Clock)
 	handlers := map[string]outbox.Handler{}
 	for _, payload := range handoff.HandledEvents {
 		typ, h := outbox.On(payload, func(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p proto.Message) error {
@@ -40,7 +52,10 @@ func New(pool *pgxpool.Pool, clock handoff.Clock) *App {
 		})
 		handlers[typ] = h
 	}
-	return &App{Store: st, Service: svc, Server: server.New(svc), Sink: outbox.NewSinkServer(pool, handlers)}
+	return &App{
+		Store: st, Service: svc, Server: server.New(svc), Sink: outbox.NewSinkServer(pool, handlers),
+		Webhooks: dispatch.New(st, opts.HTTPClient, opts.Clock, opts.Logger),
+	}
 }
 
 // Register serves the handoff API and the event sink on s.

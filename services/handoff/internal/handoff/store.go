@@ -15,6 +15,7 @@ import (
 // InTx runs fn with the same methods inside one.
 type Store interface {
 	Tx
+	WebhookStore
 	InTx(ctx context.Context, fn func(tx Tx) error) error
 }
 

@@ -65,7 +65,7 @@ func newFixture(t *testing.T) *fixture {
 	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
 	// A Monday morning, so working-hours tests start inside the window.
 	clk := &clock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-	a := app.New(pool, clk.Now)
+	a := app.New(pool, app.Options{Clock: clk.Now})
 	keyA, keyB := grpctest.NewKey(t), grpctest.NewKey(t)
 	conn := grpctest.Serve(t, grpctest.Options{
 		Policy: server.Policy,

@@ -36,7 +36,7 @@ func TestSLABreachFiresOnceAfterRestart(t *testing.T) {
 	// The service goes down before the deadline and comes back long after
 	// it, as two replicas: new workers over the same database.
 	f.clock.Advance(3 * time.Hour)
-	replicas := []*app.App{app.New(f.pool, f.clock.Now), app.New(f.pool, f.clock.Now)}
+	replicas := []*app.App{app.New(f.pool, app.Options{Clock: f.clock.Now}), app.New(f.pool, app.Options{Clock: f.clock.Now})}
 	var wg sync.WaitGroup
 	counts := make([]int, len(replicas))
 	for i, r := range replicas {
@@ -59,7 +59,7 @@ func TestSLABreachFiresOnceAfterRestart(t *testing.T) {
 
 	// The manager does not act either: the breach action returns the lead.
 	f.clock.Advance(2 * time.Hour)
-	if n := f.fire(app.New(f.pool, f.clock.Now)); n != 1 {
+	if n := f.fire(app.New(f.pool, app.Options{Clock: f.clock.Now})); n != 1 {
 		t.Fatalf("escalation deadline fired %d times, want 1", n)
 	}
 	got = f.handoff(h.GetName())
