@@ -797,6 +797,77 @@ func (x *StageChanged) GetTemperature() v1.Temperature {
 	return v1.Temperature(0)
 }
 
+// HandoffAssigned is emitted by handoff when a lead gets an owner, first or
+// again (reassignment).
+type HandoffAssigned struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Handoff string                 `protobuf:"bytes,1,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	Owner   string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Team    string                 `protobuf:"bytes,3,opt,name=team,proto3" json:"team,omitempty"`
+	// The routing rule that chose, empty for the fallback.
+	Rule          string `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoffAssigned) Reset() {
+	*x = HandoffAssigned{}
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoffAssigned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoffAssigned) ProtoMessage() {}
+
+func (x *HandoffAssigned) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoffAssigned.ProtoReflect.Descriptor instead.
+func (*HandoffAssigned) Descriptor() ([]byte, []int) {
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HandoffAssigned) GetHandoff() string {
+	if x != nil {
+		return x.Handoff
+	}
+	return ""
+}
+
+func (x *HandoffAssigned) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *HandoffAssigned) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *HandoffAssigned) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
 // HandoffAccepted is emitted by handoff when sales accepts a lead.
 type HandoffAccepted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -808,7 +879,7 @@ type HandoffAccepted struct {
 
 func (x *HandoffAccepted) Reset() {
 	*x = HandoffAccepted{}
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[10]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +891,7 @@ func (x *HandoffAccepted) String() string {
 func (*HandoffAccepted) ProtoMessage() {}
 
 func (x *HandoffAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[10]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +904,7 @@ func (x *HandoffAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffAccepted.ProtoReflect.Descriptor instead.
 func (*HandoffAccepted) Descriptor() ([]byte, []int) {
-	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandoffAccepted) GetHandoff() string {
@@ -863,7 +934,7 @@ type HandoffRejected struct {
 
 func (x *HandoffRejected) Reset() {
 	*x = HandoffRejected{}
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[11]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +946,7 @@ func (x *HandoffRejected) String() string {
 func (*HandoffRejected) ProtoMessage() {}
 
 func (x *HandoffRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[11]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +959,7 @@ func (x *HandoffRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandoffRejected.ProtoReflect.Descriptor instead.
 func (*HandoffRejected) Descriptor() ([]byte, []int) {
-	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandoffRejected) GetHandoff() string {
@@ -922,7 +993,7 @@ type DeliverEventRequest struct {
 
 func (x *DeliverEventRequest) Reset() {
 	*x = DeliverEventRequest{}
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[12]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1005,7 @@ func (x *DeliverEventRequest) String() string {
 func (*DeliverEventRequest) ProtoMessage() {}
 
 func (x *DeliverEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[12]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1018,7 @@ func (x *DeliverEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverEventRequest.ProtoReflect.Descriptor instead.
 func (*DeliverEventRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeliverEventRequest) GetEvent() *Event {
@@ -968,7 +1039,7 @@ type DeliverEventResponse struct {
 
 func (x *DeliverEventResponse) Reset() {
 	*x = DeliverEventResponse{}
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[13]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1051,7 @@ func (x *DeliverEventResponse) String() string {
 func (*DeliverEventResponse) ProtoMessage() {}
 
 func (x *DeliverEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_events_v1_events_proto_msgTypes[13]
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1064,7 @@ func (x *DeliverEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverEventResponse.ProtoReflect.Descriptor instead.
 func (*DeliverEventResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeliverEventResponse) GetDuplicate() bool {
@@ -1087,7 +1158,12 @@ const file_leadflow_events_v1_events_proto_rawDesc = "" +
 	"\bto_stage\x18\x02 \x01(\x0e2\x18.leadflow.types.v1.StageR\atoStage\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12@\n" +
-	"\vtemperature\x18\x05 \x01(\x0e2\x1e.leadflow.types.v1.TemperatureR\vtemperature\"A\n" +
+	"\vtemperature\x18\x05 \x01(\x0e2\x1e.leadflow.types.v1.TemperatureR\vtemperature\"i\n" +
+	"\x0fHandoffAssigned\x12\x18\n" +
+	"\ahandoff\x18\x01 \x01(\tR\ahandoff\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n" +
+	"\x04team\x18\x03 \x01(\tR\x04team\x12\x12\n" +
+	"\x04rule\x18\x04 \x01(\tR\x04rule\"A\n" +
 	"\x0fHandoffAccepted\x12\x18\n" +
 	"\ahandoff\x18\x01 \x01(\tR\ahandoff\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\"Y\n" +
@@ -1116,7 +1192,7 @@ func file_leadflow_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_leadflow_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_leadflow_events_v1_events_proto_goTypes = []any{
 	(LeadQualified_Reason)(0),     // 0: leadflow.events.v1.LeadQualified.Reason
 	(*Event)(nil),                 // 1: leadflow.events.v1.Event
@@ -1129,34 +1205,35 @@ var file_leadflow_events_v1_events_proto_goTypes = []any{
 	(*LeadScored)(nil),            // 8: leadflow.events.v1.LeadScored
 	(*LeadQualified)(nil),         // 9: leadflow.events.v1.LeadQualified
 	(*StageChanged)(nil),          // 10: leadflow.events.v1.StageChanged
-	(*HandoffAccepted)(nil),       // 11: leadflow.events.v1.HandoffAccepted
-	(*HandoffRejected)(nil),       // 12: leadflow.events.v1.HandoffRejected
-	(*DeliverEventRequest)(nil),   // 13: leadflow.events.v1.DeliverEventRequest
-	(*DeliverEventResponse)(nil),  // 14: leadflow.events.v1.DeliverEventResponse
-	nil,                           // 15: leadflow.events.v1.LeadAttributes.CustomAttributesEntry
-	nil,                           // 16: leadflow.events.v1.ActivityRecorded.PropertiesEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*anypb.Any)(nil),             // 18: google.protobuf.Any
-	(v1.ActivityType)(0),          // 19: leadflow.types.v1.ActivityType
-	(v1.Stage)(0),                 // 20: leadflow.types.v1.Stage
-	(v1.Temperature)(0),           // 21: leadflow.types.v1.Temperature
+	(*HandoffAssigned)(nil),       // 11: leadflow.events.v1.HandoffAssigned
+	(*HandoffAccepted)(nil),       // 12: leadflow.events.v1.HandoffAccepted
+	(*HandoffRejected)(nil),       // 13: leadflow.events.v1.HandoffRejected
+	(*DeliverEventRequest)(nil),   // 14: leadflow.events.v1.DeliverEventRequest
+	(*DeliverEventResponse)(nil),  // 15: leadflow.events.v1.DeliverEventResponse
+	nil,                           // 16: leadflow.events.v1.LeadAttributes.CustomAttributesEntry
+	nil,                           // 17: leadflow.events.v1.ActivityRecorded.PropertiesEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*anypb.Any)(nil),             // 19: google.protobuf.Any
+	(v1.ActivityType)(0),          // 20: leadflow.types.v1.ActivityType
+	(v1.Stage)(0),                 // 21: leadflow.types.v1.Stage
+	(v1.Temperature)(0),           // 22: leadflow.types.v1.Temperature
 }
 var file_leadflow_events_v1_events_proto_depIdxs = []int32{
-	17, // 0: leadflow.events.v1.Event.occur_time:type_name -> google.protobuf.Timestamp
-	18, // 1: leadflow.events.v1.Event.payload:type_name -> google.protobuf.Any
-	15, // 2: leadflow.events.v1.LeadAttributes.custom_attributes:type_name -> leadflow.events.v1.LeadAttributes.CustomAttributesEntry
+	18, // 0: leadflow.events.v1.Event.occur_time:type_name -> google.protobuf.Timestamp
+	19, // 1: leadflow.events.v1.Event.payload:type_name -> google.protobuf.Any
+	16, // 2: leadflow.events.v1.LeadAttributes.custom_attributes:type_name -> leadflow.events.v1.LeadAttributes.CustomAttributesEntry
 	2,  // 3: leadflow.events.v1.LeadCaptured.attributes:type_name -> leadflow.events.v1.LeadAttributes
 	2,  // 4: leadflow.events.v1.LeadUpdated.attributes:type_name -> leadflow.events.v1.LeadAttributes
-	19, // 5: leadflow.events.v1.ActivityRecorded.activity_type:type_name -> leadflow.types.v1.ActivityType
-	17, // 6: leadflow.events.v1.ActivityRecorded.occur_time:type_name -> google.protobuf.Timestamp
-	16, // 7: leadflow.events.v1.ActivityRecorded.properties:type_name -> leadflow.events.v1.ActivityRecorded.PropertiesEntry
+	20, // 5: leadflow.events.v1.ActivityRecorded.activity_type:type_name -> leadflow.types.v1.ActivityType
+	18, // 6: leadflow.events.v1.ActivityRecorded.occur_time:type_name -> google.protobuf.Timestamp
+	17, // 7: leadflow.events.v1.ActivityRecorded.properties:type_name -> leadflow.events.v1.ActivityRecorded.PropertiesEntry
 	0,  // 8: leadflow.events.v1.LeadQualified.reason:type_name -> leadflow.events.v1.LeadQualified.Reason
-	20, // 9: leadflow.events.v1.StageChanged.from_stage:type_name -> leadflow.types.v1.Stage
-	20, // 10: leadflow.events.v1.StageChanged.to_stage:type_name -> leadflow.types.v1.Stage
-	21, // 11: leadflow.events.v1.StageChanged.temperature:type_name -> leadflow.types.v1.Temperature
+	21, // 9: leadflow.events.v1.StageChanged.from_stage:type_name -> leadflow.types.v1.Stage
+	21, // 10: leadflow.events.v1.StageChanged.to_stage:type_name -> leadflow.types.v1.Stage
+	22, // 11: leadflow.events.v1.StageChanged.temperature:type_name -> leadflow.types.v1.Temperature
 	1,  // 12: leadflow.events.v1.DeliverEventRequest.event:type_name -> leadflow.events.v1.Event
-	13, // 13: leadflow.events.v1.EventSinkService.DeliverEvent:input_type -> leadflow.events.v1.DeliverEventRequest
-	14, // 14: leadflow.events.v1.EventSinkService.DeliverEvent:output_type -> leadflow.events.v1.DeliverEventResponse
+	14, // 13: leadflow.events.v1.EventSinkService.DeliverEvent:input_type -> leadflow.events.v1.DeliverEventRequest
+	15, // 14: leadflow.events.v1.EventSinkService.DeliverEvent:output_type -> leadflow.events.v1.DeliverEventResponse
 	14, // [14:15] is the sub-list for method output_type
 	13, // [13:14] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
@@ -1175,7 +1252,7 @@ func file_leadflow_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_events_v1_events_proto_rawDesc), len(file_leadflow_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -524,6 +524,10 @@ type Form struct {
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	Etag          string                 `protobuf:"bytes,14,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The activity each submission records: FORM_SUBMITTED when unset. A demo
+	// or contact request form (DEMO_REQUEST, CONTACT_REQUEST) makes every
+	// submitter a hand-raiser, who goes to sales whatever their score.
+	ActivityType  v1.ActivityType `protobuf:"varint,15,opt,name=activity_type,json=activityType,proto3,enum=leadflow.types.v1.ActivityType" json:"activity_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -654,6 +658,13 @@ func (x *Form) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Form) GetActivityType() v1.ActivityType {
+	if x != nil {
+		return x.ActivityType
+	}
+	return v1.ActivityType(0)
 }
 
 // ImportError reports one rejected row of a bulk import.
@@ -848,7 +859,7 @@ const file_leadflow_ingestion_v1_messages_proto_rawDesc = "" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12%\n" +
 	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\x12;\n" +
 	"\vchange_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"changeTime\"\xa6\x06\n" +
+	"changeTime\"\xfe\x06\n" +
 	"\x04Form\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12\\\n" +
@@ -866,7 +877,9 @@ const file_leadflow_ingestion_v1_messages_proto_rawDesc = "" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\x0e \x01(\tR\x04etag\x1a?\n" +
+	"\x04etag\x18\x0e \x01(\tR\x04etag\x12V\n" +
+	"\ractivity_type\x18\x0f \x01(\x0e2\x1f.leadflow.types.v1.ActivityTypeB\x10\xbaH\r\x82\x01\n" +
+	"\x10\x01\x18\x00\x18\a\x18\b\x18\tR\factivityType\x1a?\n" +
 	"\x11FieldMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:$\xeaA!\n" +
@@ -925,14 +938,15 @@ var file_leadflow_ingestion_v1_messages_proto_depIdxs = []int32{
 	9,  // 10: leadflow.ingestion.v1.Form.field_mapping:type_name -> leadflow.ingestion.v1.Form.FieldMappingEntry
 	10, // 11: leadflow.ingestion.v1.Form.create_time:type_name -> google.protobuf.Timestamp
 	10, // 12: leadflow.ingestion.v1.Form.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 13: leadflow.ingestion.v1.LeadExport.lead:type_name -> leadflow.ingestion.v1.Lead
-	2,  // 14: leadflow.ingestion.v1.LeadExport.activities:type_name -> leadflow.ingestion.v1.Activity
-	3,  // 15: leadflow.ingestion.v1.LeadExport.changes:type_name -> leadflow.ingestion.v1.LeadChange
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 13: leadflow.ingestion.v1.Form.activity_type:type_name -> leadflow.types.v1.ActivityType
+	0,  // 14: leadflow.ingestion.v1.LeadExport.lead:type_name -> leadflow.ingestion.v1.Lead
+	2,  // 15: leadflow.ingestion.v1.LeadExport.activities:type_name -> leadflow.ingestion.v1.Activity
+	3,  // 16: leadflow.ingestion.v1.LeadExport.changes:type_name -> leadflow.ingestion.v1.LeadChange
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_ingestion_v1_messages_proto_init() }

@@ -139,6 +139,74 @@ func (Actor_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_lifecycle_v1_messages_proto_rawDescGZIP(), []int{4, 0}
 }
 
+// What happened.
+type JourneyStep_Kind int32
+
+const (
+	JourneyStep_KIND_UNSPECIFIED JourneyStep_Kind = 0
+	// Ingestion captured the lead.
+	JourneyStep_KIND_CAPTURED JourneyStep_Kind = 1
+	// Scoring found the lead marketing-qualified.
+	JourneyStep_KIND_QUALIFIED JourneyStep_Kind = 2
+	// The lead changed stage; see to_stage.
+	JourneyStep_KIND_STAGE_CHANGED JourneyStep_Kind = 3
+	// Handoff assigned the lead to an owner.
+	JourneyStep_KIND_ASSIGNED JourneyStep_Kind = 4
+	// Sales accepted the lead.
+	JourneyStep_KIND_ACCEPTED JourneyStep_Kind = 5
+	// Sales rejected the lead, or the SLA returned it.
+	JourneyStep_KIND_REJECTED JourneyStep_Kind = 6
+)
+
+// Enum value maps for JourneyStep_Kind.
+var (
+	JourneyStep_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_CAPTURED",
+		2: "KIND_QUALIFIED",
+		3: "KIND_STAGE_CHANGED",
+		4: "KIND_ASSIGNED",
+		5: "KIND_ACCEPTED",
+		6: "KIND_REJECTED",
+	}
+	JourneyStep_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":   0,
+		"KIND_CAPTURED":      1,
+		"KIND_QUALIFIED":     2,
+		"KIND_STAGE_CHANGED": 3,
+		"KIND_ASSIGNED":      4,
+		"KIND_ACCEPTED":      5,
+		"KIND_REJECTED":      6,
+	}
+)
+
+func (x JourneyStep_Kind) Enum() *JourneyStep_Kind {
+	p := new(JourneyStep_Kind)
+	*p = x
+	return p
+}
+
+func (x JourneyStep_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JourneyStep_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_lifecycle_v1_messages_proto_enumTypes[2].Descriptor()
+}
+
+func (JourneyStep_Kind) Type() protoreflect.EnumType {
+	return &file_leadflow_lifecycle_v1_messages_proto_enumTypes[2]
+}
+
+func (x JourneyStep_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JourneyStep_Kind.Descriptor instead.
+func (JourneyStep_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_lifecycle_v1_messages_proto_rawDescGZIP(), []int{14, 0}
+}
+
 // LeadLifecycle is where a lead stands on the Demand Waterfall. Lifecycle
 // keeps one per lead it has heard of; it changes only through transitions,
 // each of which is recorded.
@@ -1245,6 +1313,158 @@ func (x *StageConversion) GetMedianTimeToConvert() *durationpb.Duration {
 	return nil
 }
 
+// LeadJourney is a lead's path: the key events that moved it, oldest first.
+type LeadJourney struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name, "leads/{lead}/journey".
+	Name          string         `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Steps         []*JourneyStep `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeadJourney) Reset() {
+	*x = LeadJourney{}
+	mi := &file_leadflow_lifecycle_v1_messages_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadJourney) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadJourney) ProtoMessage() {}
+
+func (x *LeadJourney) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_lifecycle_v1_messages_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadJourney.ProtoReflect.Descriptor instead.
+func (*LeadJourney) Descriptor() ([]byte, []int) {
+	return file_leadflow_lifecycle_v1_messages_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LeadJourney) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LeadJourney) GetSteps() []*JourneyStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// JourneyStep is one key event of a lead's journey.
+type JourneyStep struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Kind     JourneyStep_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=leadflow.lifecycle.v1.JourneyStep_Kind" json:"kind,omitempty"`
+	StepTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=step_time,json=stepTime,proto3" json:"step_time,omitempty"`
+	// Set for stage changes.
+	FromStage v1.Stage `protobuf:"varint,3,opt,name=from_stage,json=fromStage,proto3,enum=leadflow.types.v1.Stage" json:"from_stage,omitempty"`
+	ToStage   v1.Stage `protobuf:"varint,4,opt,name=to_stage,json=toStage,proto3,enum=leadflow.types.v1.Stage" json:"to_stage,omitempty"`
+	// A short, non-personal description, e.g. "qualified: hand-raiser".
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// The service that recorded the step.
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// W3C trace id (32 hex digits) of the request that caused the step;
+	// empty when unknown.
+	TraceId       string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JourneyStep) Reset() {
+	*x = JourneyStep{}
+	mi := &file_leadflow_lifecycle_v1_messages_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JourneyStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JourneyStep) ProtoMessage() {}
+
+func (x *JourneyStep) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_lifecycle_v1_messages_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JourneyStep.ProtoReflect.Descriptor instead.
+func (*JourneyStep) Descriptor() ([]byte, []int) {
+	return file_leadflow_lifecycle_v1_messages_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *JourneyStep) GetKind() JourneyStep_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return JourneyStep_KIND_UNSPECIFIED
+}
+
+func (x *JourneyStep) GetStepTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StepTime
+	}
+	return nil
+}
+
+func (x *JourneyStep) GetFromStage() v1.Stage {
+	if x != nil {
+		return x.FromStage
+	}
+	return v1.Stage(0)
+}
+
+func (x *JourneyStep) GetToStage() v1.Stage {
+	if x != nil {
+		return x.ToStage
+	}
+	return v1.Stage(0)
+}
+
+func (x *JourneyStep) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *JourneyStep) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *JourneyStep) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
 var File_leadflow_lifecycle_v1_messages_proto protoreflect.FileDescriptor
 
 const file_leadflow_lifecycle_v1_messages_proto_rawDesc = "" +
@@ -1356,7 +1576,28 @@ const file_leadflow_lifecycle_v1_messages_proto_rawDesc = "" +
 	"\fcohort_count\x18\x03 \x01(\x03R\vcohortCount\x12'\n" +
 	"\x0fconverted_count\x18\x04 \x01(\x03R\x0econvertedCount\x12\x12\n" +
 	"\x04rate\x18\x05 \x01(\x01R\x04rate\x12N\n" +
-	"\x16median_time_to_convert\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x13medianTimeToConvert*g\n" +
+	"\x16median_time_to_convert\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x13medianTimeToConvert\"\x96\x01\n" +
+	"\vLeadJourney\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x128\n" +
+	"\x05steps\x18\x02 \x03(\v2\".leadflow.lifecycle.v1.JourneyStepR\x05steps:3\xeaA0\n" +
+	"\x18leadflow.dev/LeadJourney\x12\x14leads/{lead}/journey\"\xdd\x03\n" +
+	"\vJourneyStep\x12;\n" +
+	"\x04kind\x18\x01 \x01(\x0e2'.leadflow.lifecycle.v1.JourneyStep.KindR\x04kind\x127\n" +
+	"\tstep_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bstepTime\x127\n" +
+	"\n" +
+	"from_stage\x18\x03 \x01(\x0e2\x18.leadflow.types.v1.StageR\tfromStage\x123\n" +
+	"\bto_stage\x18\x04 \x01(\x0e2\x18.leadflow.types.v1.StageR\atoStage\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x19\n" +
+	"\btrace_id\x18\a \x01(\tR\atraceId\"\x94\x01\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rKIND_CAPTURED\x10\x01\x12\x12\n" +
+	"\x0eKIND_QUALIFIED\x10\x02\x12\x16\n" +
+	"\x12KIND_STAGE_CHANGED\x10\x03\x12\x11\n" +
+	"\rKIND_ASSIGNED\x10\x04\x12\x11\n" +
+	"\rKIND_ACCEPTED\x10\x05\x12\x11\n" +
+	"\rKIND_REJECTED\x10\x06*g\n" +
 	"\x06Period\x12\x16\n" +
 	"\x12PERIOD_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1378,75 +1619,83 @@ func file_leadflow_lifecycle_v1_messages_proto_rawDescGZIP() []byte {
 	return file_leadflow_lifecycle_v1_messages_proto_rawDescData
 }
 
-var file_leadflow_lifecycle_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_leadflow_lifecycle_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_leadflow_lifecycle_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_leadflow_lifecycle_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_leadflow_lifecycle_v1_messages_proto_goTypes = []any{
 	(Period)(0),                   // 0: leadflow.lifecycle.v1.Period
 	(Actor_Kind)(0),               // 1: leadflow.lifecycle.v1.Actor.Kind
-	(*LeadLifecycle)(nil),         // 2: leadflow.lifecycle.v1.LeadLifecycle
-	(*Bant)(nil),                  // 3: leadflow.lifecycle.v1.Bant
-	(*BantItem)(nil),              // 4: leadflow.lifecycle.v1.BantItem
-	(*Transition)(nil),            // 5: leadflow.lifecycle.v1.Transition
-	(*Actor)(nil),                 // 6: leadflow.lifecycle.v1.Actor
-	(*LifecycleSettings)(nil),     // 7: leadflow.lifecycle.v1.LifecycleSettings
-	(*AllowedTransitions)(nil),    // 8: leadflow.lifecycle.v1.AllowedTransitions
-	(*ReasonCode)(nil),            // 9: leadflow.lifecycle.v1.ReasonCode
-	(*FunnelReport)(nil),          // 10: leadflow.lifecycle.v1.FunnelReport
-	(*StageStats)(nil),            // 11: leadflow.lifecycle.v1.StageStats
-	(*PeriodCount)(nil),           // 12: leadflow.lifecycle.v1.PeriodCount
-	(*StagePair)(nil),             // 13: leadflow.lifecycle.v1.StagePair
-	(*StageConversion)(nil),       // 14: leadflow.lifecycle.v1.StageConversion
-	(v1.Stage)(0),                 // 15: leadflow.types.v1.Stage
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(v1.Temperature)(0),           // 17: leadflow.types.v1.Temperature
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(JourneyStep_Kind)(0),         // 2: leadflow.lifecycle.v1.JourneyStep.Kind
+	(*LeadLifecycle)(nil),         // 3: leadflow.lifecycle.v1.LeadLifecycle
+	(*Bant)(nil),                  // 4: leadflow.lifecycle.v1.Bant
+	(*BantItem)(nil),              // 5: leadflow.lifecycle.v1.BantItem
+	(*Transition)(nil),            // 6: leadflow.lifecycle.v1.Transition
+	(*Actor)(nil),                 // 7: leadflow.lifecycle.v1.Actor
+	(*LifecycleSettings)(nil),     // 8: leadflow.lifecycle.v1.LifecycleSettings
+	(*AllowedTransitions)(nil),    // 9: leadflow.lifecycle.v1.AllowedTransitions
+	(*ReasonCode)(nil),            // 10: leadflow.lifecycle.v1.ReasonCode
+	(*FunnelReport)(nil),          // 11: leadflow.lifecycle.v1.FunnelReport
+	(*StageStats)(nil),            // 12: leadflow.lifecycle.v1.StageStats
+	(*PeriodCount)(nil),           // 13: leadflow.lifecycle.v1.PeriodCount
+	(*StagePair)(nil),             // 14: leadflow.lifecycle.v1.StagePair
+	(*StageConversion)(nil),       // 15: leadflow.lifecycle.v1.StageConversion
+	(*LeadJourney)(nil),           // 16: leadflow.lifecycle.v1.LeadJourney
+	(*JourneyStep)(nil),           // 17: leadflow.lifecycle.v1.JourneyStep
+	(v1.Stage)(0),                 // 18: leadflow.types.v1.Stage
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(v1.Temperature)(0),           // 20: leadflow.types.v1.Temperature
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_leadflow_lifecycle_v1_messages_proto_depIdxs = []int32{
-	15, // 0: leadflow.lifecycle.v1.LeadLifecycle.stage:type_name -> leadflow.types.v1.Stage
-	16, // 1: leadflow.lifecycle.v1.LeadLifecycle.stage_enter_time:type_name -> google.protobuf.Timestamp
-	15, // 2: leadflow.lifecycle.v1.LeadLifecycle.previous_stage:type_name -> leadflow.types.v1.Stage
-	17, // 3: leadflow.lifecycle.v1.LeadLifecycle.temperature:type_name -> leadflow.types.v1.Temperature
-	3,  // 4: leadflow.lifecycle.v1.LeadLifecycle.bant:type_name -> leadflow.lifecycle.v1.Bant
-	16, // 5: leadflow.lifecycle.v1.LeadLifecycle.create_time:type_name -> google.protobuf.Timestamp
-	16, // 6: leadflow.lifecycle.v1.LeadLifecycle.update_time:type_name -> google.protobuf.Timestamp
-	16, // 7: leadflow.lifecycle.v1.LeadLifecycle.read_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: leadflow.lifecycle.v1.Bant.budget:type_name -> leadflow.lifecycle.v1.BantItem
-	4,  // 9: leadflow.lifecycle.v1.Bant.authority:type_name -> leadflow.lifecycle.v1.BantItem
-	4,  // 10: leadflow.lifecycle.v1.Bant.need:type_name -> leadflow.lifecycle.v1.BantItem
-	4,  // 11: leadflow.lifecycle.v1.Bant.timeframe:type_name -> leadflow.lifecycle.v1.BantItem
-	15, // 12: leadflow.lifecycle.v1.Transition.from_stage:type_name -> leadflow.types.v1.Stage
-	15, // 13: leadflow.lifecycle.v1.Transition.to_stage:type_name -> leadflow.types.v1.Stage
-	3,  // 14: leadflow.lifecycle.v1.Transition.bant:type_name -> leadflow.lifecycle.v1.Bant
-	6,  // 15: leadflow.lifecycle.v1.Transition.actor:type_name -> leadflow.lifecycle.v1.Actor
-	16, // 16: leadflow.lifecycle.v1.Transition.transition_time:type_name -> google.protobuf.Timestamp
+	18, // 0: leadflow.lifecycle.v1.LeadLifecycle.stage:type_name -> leadflow.types.v1.Stage
+	19, // 1: leadflow.lifecycle.v1.LeadLifecycle.stage_enter_time:type_name -> google.protobuf.Timestamp
+	18, // 2: leadflow.lifecycle.v1.LeadLifecycle.previous_stage:type_name -> leadflow.types.v1.Stage
+	20, // 3: leadflow.lifecycle.v1.LeadLifecycle.temperature:type_name -> leadflow.types.v1.Temperature
+	4,  // 4: leadflow.lifecycle.v1.LeadLifecycle.bant:type_name -> leadflow.lifecycle.v1.Bant
+	19, // 5: leadflow.lifecycle.v1.LeadLifecycle.create_time:type_name -> google.protobuf.Timestamp
+	19, // 6: leadflow.lifecycle.v1.LeadLifecycle.update_time:type_name -> google.protobuf.Timestamp
+	19, // 7: leadflow.lifecycle.v1.LeadLifecycle.read_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: leadflow.lifecycle.v1.Bant.budget:type_name -> leadflow.lifecycle.v1.BantItem
+	5,  // 9: leadflow.lifecycle.v1.Bant.authority:type_name -> leadflow.lifecycle.v1.BantItem
+	5,  // 10: leadflow.lifecycle.v1.Bant.need:type_name -> leadflow.lifecycle.v1.BantItem
+	5,  // 11: leadflow.lifecycle.v1.Bant.timeframe:type_name -> leadflow.lifecycle.v1.BantItem
+	18, // 12: leadflow.lifecycle.v1.Transition.from_stage:type_name -> leadflow.types.v1.Stage
+	18, // 13: leadflow.lifecycle.v1.Transition.to_stage:type_name -> leadflow.types.v1.Stage
+	4,  // 14: leadflow.lifecycle.v1.Transition.bant:type_name -> leadflow.lifecycle.v1.Bant
+	7,  // 15: leadflow.lifecycle.v1.Transition.actor:type_name -> leadflow.lifecycle.v1.Actor
+	19, // 16: leadflow.lifecycle.v1.Transition.transition_time:type_name -> google.protobuf.Timestamp
 	1,  // 17: leadflow.lifecycle.v1.Actor.kind:type_name -> leadflow.lifecycle.v1.Actor.Kind
-	8,  // 18: leadflow.lifecycle.v1.LifecycleSettings.allowed_transitions:type_name -> leadflow.lifecycle.v1.AllowedTransitions
-	9,  // 19: leadflow.lifecycle.v1.LifecycleSettings.lost_reasons:type_name -> leadflow.lifecycle.v1.ReasonCode
-	9,  // 20: leadflow.lifecycle.v1.LifecycleSettings.disqualified_reasons:type_name -> leadflow.lifecycle.v1.ReasonCode
-	16, // 21: leadflow.lifecycle.v1.LifecycleSettings.update_time:type_name -> google.protobuf.Timestamp
-	15, // 22: leadflow.lifecycle.v1.AllowedTransitions.from_stage:type_name -> leadflow.types.v1.Stage
-	15, // 23: leadflow.lifecycle.v1.AllowedTransitions.to_stages:type_name -> leadflow.types.v1.Stage
-	16, // 24: leadflow.lifecycle.v1.FunnelReport.start_time:type_name -> google.protobuf.Timestamp
-	16, // 25: leadflow.lifecycle.v1.FunnelReport.end_time:type_name -> google.protobuf.Timestamp
+	9,  // 18: leadflow.lifecycle.v1.LifecycleSettings.allowed_transitions:type_name -> leadflow.lifecycle.v1.AllowedTransitions
+	10, // 19: leadflow.lifecycle.v1.LifecycleSettings.lost_reasons:type_name -> leadflow.lifecycle.v1.ReasonCode
+	10, // 20: leadflow.lifecycle.v1.LifecycleSettings.disqualified_reasons:type_name -> leadflow.lifecycle.v1.ReasonCode
+	19, // 21: leadflow.lifecycle.v1.LifecycleSettings.update_time:type_name -> google.protobuf.Timestamp
+	18, // 22: leadflow.lifecycle.v1.AllowedTransitions.from_stage:type_name -> leadflow.types.v1.Stage
+	18, // 23: leadflow.lifecycle.v1.AllowedTransitions.to_stages:type_name -> leadflow.types.v1.Stage
+	19, // 24: leadflow.lifecycle.v1.FunnelReport.start_time:type_name -> google.protobuf.Timestamp
+	19, // 25: leadflow.lifecycle.v1.FunnelReport.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 26: leadflow.lifecycle.v1.FunnelReport.period:type_name -> leadflow.lifecycle.v1.Period
-	11, // 27: leadflow.lifecycle.v1.FunnelReport.stages:type_name -> leadflow.lifecycle.v1.StageStats
-	14, // 28: leadflow.lifecycle.v1.FunnelReport.conversions:type_name -> leadflow.lifecycle.v1.StageConversion
-	16, // 29: leadflow.lifecycle.v1.FunnelReport.generate_time:type_name -> google.protobuf.Timestamp
-	15, // 30: leadflow.lifecycle.v1.StageStats.stage:type_name -> leadflow.types.v1.Stage
-	18, // 31: leadflow.lifecycle.v1.StageStats.median_time_in_stage:type_name -> google.protobuf.Duration
-	18, // 32: leadflow.lifecycle.v1.StageStats.p90_time_in_stage:type_name -> google.protobuf.Duration
-	12, // 33: leadflow.lifecycle.v1.StageStats.periods:type_name -> leadflow.lifecycle.v1.PeriodCount
-	16, // 34: leadflow.lifecycle.v1.PeriodCount.period_start_time:type_name -> google.protobuf.Timestamp
-	15, // 35: leadflow.lifecycle.v1.StagePair.from_stage:type_name -> leadflow.types.v1.Stage
-	15, // 36: leadflow.lifecycle.v1.StagePair.to_stage:type_name -> leadflow.types.v1.Stage
-	15, // 37: leadflow.lifecycle.v1.StageConversion.from_stage:type_name -> leadflow.types.v1.Stage
-	15, // 38: leadflow.lifecycle.v1.StageConversion.to_stage:type_name -> leadflow.types.v1.Stage
-	18, // 39: leadflow.lifecycle.v1.StageConversion.median_time_to_convert:type_name -> google.protobuf.Duration
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	12, // 27: leadflow.lifecycle.v1.FunnelReport.stages:type_name -> leadflow.lifecycle.v1.StageStats
+	15, // 28: leadflow.lifecycle.v1.FunnelReport.conversions:type_name -> leadflow.lifecycle.v1.StageConversion
+	19, // 29: leadflow.lifecycle.v1.FunnelReport.generate_time:type_name -> google.protobuf.Timestamp
+	18, // 30: leadflow.lifecycle.v1.StageStats.stage:type_name -> leadflow.types.v1.Stage
+	21, // 31: leadflow.lifecycle.v1.StageStats.median_time_in_stage:type_name -> google.protobuf.Duration
+	21, // 32: leadflow.lifecycle.v1.StageStats.p90_time_in_stage:type_name -> google.protobuf.Duration
+	13, // 33: leadflow.lifecycle.v1.StageStats.periods:type_name -> leadflow.lifecycle.v1.PeriodCount
+	19, // 34: leadflow.lifecycle.v1.PeriodCount.period_start_time:type_name -> google.protobuf.Timestamp
+	18, // 35: leadflow.lifecycle.v1.StagePair.from_stage:type_name -> leadflow.types.v1.Stage
+	18, // 36: leadflow.lifecycle.v1.StagePair.to_stage:type_name -> leadflow.types.v1.Stage
+	18, // 37: leadflow.lifecycle.v1.StageConversion.from_stage:type_name -> leadflow.types.v1.Stage
+	18, // 38: leadflow.lifecycle.v1.StageConversion.to_stage:type_name -> leadflow.types.v1.Stage
+	21, // 39: leadflow.lifecycle.v1.StageConversion.median_time_to_convert:type_name -> google.protobuf.Duration
+	17, // 40: leadflow.lifecycle.v1.LeadJourney.steps:type_name -> leadflow.lifecycle.v1.JourneyStep
+	2,  // 41: leadflow.lifecycle.v1.JourneyStep.kind:type_name -> leadflow.lifecycle.v1.JourneyStep.Kind
+	19, // 42: leadflow.lifecycle.v1.JourneyStep.step_time:type_name -> google.protobuf.Timestamp
+	18, // 43: leadflow.lifecycle.v1.JourneyStep.from_stage:type_name -> leadflow.types.v1.Stage
+	18, // 44: leadflow.lifecycle.v1.JourneyStep.to_stage:type_name -> leadflow.types.v1.Stage
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_lifecycle_v1_messages_proto_init() }
@@ -1460,8 +1709,8 @@ func file_leadflow_lifecycle_v1_messages_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_lifecycle_v1_messages_proto_rawDesc), len(file_leadflow_lifecycle_v1_messages_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   13,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -511,6 +511,97 @@ func (x *GetFunnelReportRequest) GetConversions() []*StagePair {
 	return nil
 }
 
+// GetLeadJourneyRequest names the lead's journey.
+type GetLeadJourneyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "leads/{lead}/journey".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeadJourneyRequest) Reset() {
+	*x = GetLeadJourneyRequest{}
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeadJourneyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeadJourneyRequest) ProtoMessage() {}
+
+func (x *GetLeadJourneyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeadJourneyRequest.ProtoReflect.Descriptor instead.
+func (*GetLeadJourneyRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetLeadJourneyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetLeadJourneyResponse holds the journey.
+type GetLeadJourneyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Journey       *LeadJourney           `protobuf:"bytes,1,opt,name=journey,proto3" json:"journey,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeadJourneyResponse) Reset() {
+	*x = GetLeadJourneyResponse{}
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeadJourneyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeadJourneyResponse) ProtoMessage() {}
+
+func (x *GetLeadJourneyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeadJourneyResponse.ProtoReflect.Descriptor instead.
+func (*GetLeadJourneyResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetLeadJourneyResponse) GetJourney() *LeadJourney {
+	if x != nil {
+		return x.Journey
+	}
+	return nil
+}
+
 // GetFunnelReportResponse holds the report.
 type GetFunnelReportResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -521,7 +612,7 @@ type GetFunnelReportResponse struct {
 
 func (x *GetFunnelReportResponse) Reset() {
 	*x = GetFunnelReportResponse{}
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[7]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +624,7 @@ func (x *GetFunnelReportResponse) String() string {
 func (*GetFunnelReportResponse) ProtoMessage() {}
 
 func (x *GetFunnelReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[7]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +637,7 @@ func (x *GetFunnelReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelReportResponse.ProtoReflect.Descriptor instead.
 func (*GetFunnelReportResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFunnelReportResponse) GetReport() *FunnelReport {
@@ -567,7 +658,7 @@ type GetLifecycleSettingsRequest struct {
 
 func (x *GetLifecycleSettingsRequest) Reset() {
 	*x = GetLifecycleSettingsRequest{}
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[8]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +670,7 @@ func (x *GetLifecycleSettingsRequest) String() string {
 func (*GetLifecycleSettingsRequest) ProtoMessage() {}
 
 func (x *GetLifecycleSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[8]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +683,7 @@ func (x *GetLifecycleSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLifecycleSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetLifecycleSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetLifecycleSettingsRequest) GetName() string {
@@ -612,7 +703,7 @@ type GetLifecycleSettingsResponse struct {
 
 func (x *GetLifecycleSettingsResponse) Reset() {
 	*x = GetLifecycleSettingsResponse{}
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[9]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +715,7 @@ func (x *GetLifecycleSettingsResponse) String() string {
 func (*GetLifecycleSettingsResponse) ProtoMessage() {}
 
 func (x *GetLifecycleSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[9]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +728,7 @@ func (x *GetLifecycleSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLifecycleSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetLifecycleSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetLifecycleSettingsResponse) GetLifecycleSettings() *LifecycleSettings {
@@ -660,7 +751,7 @@ type UpdateLifecycleSettingsRequest struct {
 
 func (x *UpdateLifecycleSettingsRequest) Reset() {
 	*x = UpdateLifecycleSettingsRequest{}
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[10]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +763,7 @@ func (x *UpdateLifecycleSettingsRequest) String() string {
 func (*UpdateLifecycleSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateLifecycleSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[10]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +776,7 @@ func (x *UpdateLifecycleSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateLifecycleSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateLifecycleSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{10}
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateLifecycleSettingsRequest) GetLifecycleSettings() *LifecycleSettings {
@@ -712,7 +803,7 @@ type UpdateLifecycleSettingsResponse struct {
 
 func (x *UpdateLifecycleSettingsResponse) Reset() {
 	*x = UpdateLifecycleSettingsResponse{}
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[11]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +815,7 @@ func (x *UpdateLifecycleSettingsResponse) String() string {
 func (*UpdateLifecycleSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateLifecycleSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[11]
+	mi := &file_leadflow_lifecycle_v1_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +828,7 @@ func (x *UpdateLifecycleSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateLifecycleSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateLifecycleSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{11}
+	return file_leadflow_lifecycle_v1_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateLifecycleSettingsResponse) GetLifecycleSettings() *LifecycleSettings {
@@ -791,7 +882,11 @@ const file_leadflow_lifecycle_v1_service_proto_rawDesc = "" +
 	"\x06period\x18\x05 \x01(\x0e2\x1d.leadflow.lifecycle.v1.PeriodB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06period\x12$\n" +
 	"\ttime_zone\x18\x06 \x01(\tB\a\xbaH\x04r\x02\x18@R\btimeZone\x12L\n" +
 	"\vconversions\x18\a \x03(\v2 .leadflow.lifecycle.v1.StagePairB\b\xbaH\x05\x92\x01\x02\x102R\vconversions:s\xbaHp\x1an\n" +
-	"\x11funnel.time_range\x12!end_time must be after start_time\x1a6!has(this.end_time) || this.end_time > this.start_time\"V\n" +
+	"\x11funnel.time_range\x12!end_time must be after start_time\x1a6!has(this.end_time) || this.end_time > this.start_time\"Z\n" +
+	"\x15GetLeadJourneyRequest\x12A\n" +
+	"\x04name\x18\x01 \x01(\tB-\xe2A\x01\x02\xbaH&r$2\"^leads/[A-Za-z0-9-]{1,64}/journey$R\x04name\"V\n" +
+	"\x16GetLeadJourneyResponse\x12<\n" +
+	"\ajourney\x18\x01 \x01(\v2\".leadflow.lifecycle.v1.LeadJourneyR\ajourney\"V\n" +
 	"\x17GetFunnelReportResponse\x12;\n" +
 	"\x06report\x18\x01 \x01(\v2#.leadflow.lifecycle.v1.FunnelReportR\x06report\"O\n" +
 	"\x1bGetLifecycleSettingsRequest\x120\n" +
@@ -805,12 +900,13 @@ const file_leadflow_lifecycle_v1_service_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"z\n" +
 	"\x1fUpdateLifecycleSettingsResponse\x12W\n" +
-	"\x12lifecycle_settings\x18\x01 \x01(\v2(.leadflow.lifecycle.v1.LifecycleSettingsR\x11lifecycleSettings2\xfc\a\n" +
+	"\x12lifecycle_settings\x18\x01 \x01(\v2(.leadflow.lifecycle.v1.LifecycleSettingsR\x11lifecycleSettings2\x90\t\n" +
 	"\x10LifecycleService\x12\x99\x01\n" +
 	"\x10GetLeadLifecycle\x12..leadflow.lifecycle.v1.GetLeadLifecycleRequest\x1a/.leadflow.lifecycle.v1.GetLeadLifecycleResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=leads/*/lifecycle}\x12\xa1\x01\n" +
 	"\x0eTransitionLead\x12,.leadflow.lifecycle.v1.TransitionLeadRequest\x1a-.leadflow.lifecycle.v1.TransitionLeadResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/{name=leads/*/lifecycle}:transition\x12\x9a\x01\n" +
 	"\x0fListTransitions\x12-.leadflow.lifecycle.v1.ListTransitionsRequest\x1a..leadflow.lifecycle.v1.ListTransitionsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=leads/*}/transitions\x12\x8a\x01\n" +
-	"\x0fGetFunnelReport\x12-.leadflow.lifecycle.v1.GetFunnelReportRequest\x1a..leadflow.lifecycle.v1.GetFunnelReportResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/funnelReport\x12\xa5\x01\n" +
+	"\x0fGetFunnelReport\x12-.leadflow.lifecycle.v1.GetFunnelReportRequest\x1a..leadflow.lifecycle.v1.GetFunnelReportResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/funnelReport\x12\x91\x01\n" +
+	"\x0eGetLeadJourney\x12,.leadflow.lifecycle.v1.GetLeadJourneyRequest\x1a-.leadflow.lifecycle.v1.GetLeadJourneyResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=leads/*/journey}\x12\xa5\x01\n" +
 	"\x14GetLifecycleSettings\x122.leadflow.lifecycle.v1.GetLifecycleSettingsRequest\x1a3.leadflow.lifecycle.v1.GetLifecycleSettingsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=lifecycleSettings}\x12\xd5\x01\n" +
 	"\x17UpdateLifecycleSettings\x125.leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest\x1a6.leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse\"K\x82\xd3\xe4\x93\x02E:\x12lifecycle_settings2//v1/{lifecycle_settings.name=lifecycleSettings}B\xe6\x01\n" +
 	"\x19com.leadflow.lifecycle.v1B\fServiceProtoP\x01ZEgithub.com/leadflow/leadflow/gen/go/leadflow/lifecycle/v1;lifecyclev1\xa2\x02\x03LLX\xaa\x02\x15Leadflow.Lifecycle.V1\xca\x02\x15Leadflow\\Lifecycle\\V1\xe2\x02!Leadflow\\Lifecycle\\V1\\GPBMetadata\xea\x02\x17Leadflow::Lifecycle::V1b\x06proto3"
@@ -827,7 +923,7 @@ func file_leadflow_lifecycle_v1_service_proto_rawDescGZIP() []byte {
 	return file_leadflow_lifecycle_v1_service_proto_rawDescData
 }
 
-var file_leadflow_lifecycle_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_leadflow_lifecycle_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_leadflow_lifecycle_v1_service_proto_goTypes = []any{
 	(*GetLeadLifecycleRequest)(nil),         // 0: leadflow.lifecycle.v1.GetLeadLifecycleRequest
 	(*GetLeadLifecycleResponse)(nil),        // 1: leadflow.lifecycle.v1.GetLeadLifecycleResponse
@@ -836,56 +932,62 @@ var file_leadflow_lifecycle_v1_service_proto_goTypes = []any{
 	(*ListTransitionsRequest)(nil),          // 4: leadflow.lifecycle.v1.ListTransitionsRequest
 	(*ListTransitionsResponse)(nil),         // 5: leadflow.lifecycle.v1.ListTransitionsResponse
 	(*GetFunnelReportRequest)(nil),          // 6: leadflow.lifecycle.v1.GetFunnelReportRequest
-	(*GetFunnelReportResponse)(nil),         // 7: leadflow.lifecycle.v1.GetFunnelReportResponse
-	(*GetLifecycleSettingsRequest)(nil),     // 8: leadflow.lifecycle.v1.GetLifecycleSettingsRequest
-	(*GetLifecycleSettingsResponse)(nil),    // 9: leadflow.lifecycle.v1.GetLifecycleSettingsResponse
-	(*UpdateLifecycleSettingsRequest)(nil),  // 10: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest
-	(*UpdateLifecycleSettingsResponse)(nil), // 11: leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse
-	(*timestamppb.Timestamp)(nil),           // 12: google.protobuf.Timestamp
-	(*LeadLifecycle)(nil),                   // 13: leadflow.lifecycle.v1.LeadLifecycle
-	(v1.Stage)(0),                           // 14: leadflow.types.v1.Stage
-	(*Bant)(nil),                            // 15: leadflow.lifecycle.v1.Bant
-	(*Transition)(nil),                      // 16: leadflow.lifecycle.v1.Transition
-	(Period)(0),                             // 17: leadflow.lifecycle.v1.Period
-	(*StagePair)(nil),                       // 18: leadflow.lifecycle.v1.StagePair
-	(*FunnelReport)(nil),                    // 19: leadflow.lifecycle.v1.FunnelReport
-	(*LifecycleSettings)(nil),               // 20: leadflow.lifecycle.v1.LifecycleSettings
-	(*fieldmaskpb.FieldMask)(nil),           // 21: google.protobuf.FieldMask
+	(*GetLeadJourneyRequest)(nil),           // 7: leadflow.lifecycle.v1.GetLeadJourneyRequest
+	(*GetLeadJourneyResponse)(nil),          // 8: leadflow.lifecycle.v1.GetLeadJourneyResponse
+	(*GetFunnelReportResponse)(nil),         // 9: leadflow.lifecycle.v1.GetFunnelReportResponse
+	(*GetLifecycleSettingsRequest)(nil),     // 10: leadflow.lifecycle.v1.GetLifecycleSettingsRequest
+	(*GetLifecycleSettingsResponse)(nil),    // 11: leadflow.lifecycle.v1.GetLifecycleSettingsResponse
+	(*UpdateLifecycleSettingsRequest)(nil),  // 12: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest
+	(*UpdateLifecycleSettingsResponse)(nil), // 13: leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse
+	(*timestamppb.Timestamp)(nil),           // 14: google.protobuf.Timestamp
+	(*LeadLifecycle)(nil),                   // 15: leadflow.lifecycle.v1.LeadLifecycle
+	(v1.Stage)(0),                           // 16: leadflow.types.v1.Stage
+	(*Bant)(nil),                            // 17: leadflow.lifecycle.v1.Bant
+	(*Transition)(nil),                      // 18: leadflow.lifecycle.v1.Transition
+	(Period)(0),                             // 19: leadflow.lifecycle.v1.Period
+	(*StagePair)(nil),                       // 20: leadflow.lifecycle.v1.StagePair
+	(*LeadJourney)(nil),                     // 21: leadflow.lifecycle.v1.LeadJourney
+	(*FunnelReport)(nil),                    // 22: leadflow.lifecycle.v1.FunnelReport
+	(*LifecycleSettings)(nil),               // 23: leadflow.lifecycle.v1.LifecycleSettings
+	(*fieldmaskpb.FieldMask)(nil),           // 24: google.protobuf.FieldMask
 }
 var file_leadflow_lifecycle_v1_service_proto_depIdxs = []int32{
-	12, // 0: leadflow.lifecycle.v1.GetLeadLifecycleRequest.read_time:type_name -> google.protobuf.Timestamp
-	13, // 1: leadflow.lifecycle.v1.GetLeadLifecycleResponse.lifecycle:type_name -> leadflow.lifecycle.v1.LeadLifecycle
-	14, // 2: leadflow.lifecycle.v1.TransitionLeadRequest.to_stage:type_name -> leadflow.types.v1.Stage
-	15, // 3: leadflow.lifecycle.v1.TransitionLeadRequest.bant:type_name -> leadflow.lifecycle.v1.Bant
-	13, // 4: leadflow.lifecycle.v1.TransitionLeadResponse.lifecycle:type_name -> leadflow.lifecycle.v1.LeadLifecycle
-	16, // 5: leadflow.lifecycle.v1.TransitionLeadResponse.transition:type_name -> leadflow.lifecycle.v1.Transition
-	16, // 6: leadflow.lifecycle.v1.ListTransitionsResponse.transitions:type_name -> leadflow.lifecycle.v1.Transition
-	12, // 7: leadflow.lifecycle.v1.GetFunnelReportRequest.start_time:type_name -> google.protobuf.Timestamp
-	12, // 8: leadflow.lifecycle.v1.GetFunnelReportRequest.end_time:type_name -> google.protobuf.Timestamp
-	17, // 9: leadflow.lifecycle.v1.GetFunnelReportRequest.period:type_name -> leadflow.lifecycle.v1.Period
-	18, // 10: leadflow.lifecycle.v1.GetFunnelReportRequest.conversions:type_name -> leadflow.lifecycle.v1.StagePair
-	19, // 11: leadflow.lifecycle.v1.GetFunnelReportResponse.report:type_name -> leadflow.lifecycle.v1.FunnelReport
-	20, // 12: leadflow.lifecycle.v1.GetLifecycleSettingsResponse.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
-	20, // 13: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
-	21, // 14: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
-	20, // 15: leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
-	0,  // 16: leadflow.lifecycle.v1.LifecycleService.GetLeadLifecycle:input_type -> leadflow.lifecycle.v1.GetLeadLifecycleRequest
-	2,  // 17: leadflow.lifecycle.v1.LifecycleService.TransitionLead:input_type -> leadflow.lifecycle.v1.TransitionLeadRequest
-	4,  // 18: leadflow.lifecycle.v1.LifecycleService.ListTransitions:input_type -> leadflow.lifecycle.v1.ListTransitionsRequest
-	6,  // 19: leadflow.lifecycle.v1.LifecycleService.GetFunnelReport:input_type -> leadflow.lifecycle.v1.GetFunnelReportRequest
-	8,  // 20: leadflow.lifecycle.v1.LifecycleService.GetLifecycleSettings:input_type -> leadflow.lifecycle.v1.GetLifecycleSettingsRequest
-	10, // 21: leadflow.lifecycle.v1.LifecycleService.UpdateLifecycleSettings:input_type -> leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest
-	1,  // 22: leadflow.lifecycle.v1.LifecycleService.GetLeadLifecycle:output_type -> leadflow.lifecycle.v1.GetLeadLifecycleResponse
-	3,  // 23: leadflow.lifecycle.v1.LifecycleService.TransitionLead:output_type -> leadflow.lifecycle.v1.TransitionLeadResponse
-	5,  // 24: leadflow.lifecycle.v1.LifecycleService.ListTransitions:output_type -> leadflow.lifecycle.v1.ListTransitionsResponse
-	7,  // 25: leadflow.lifecycle.v1.LifecycleService.GetFunnelReport:output_type -> leadflow.lifecycle.v1.GetFunnelReportResponse
-	9,  // 26: leadflow.lifecycle.v1.LifecycleService.GetLifecycleSettings:output_type -> leadflow.lifecycle.v1.GetLifecycleSettingsResponse
-	11, // 27: leadflow.lifecycle.v1.LifecycleService.UpdateLifecycleSettings:output_type -> leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 0: leadflow.lifecycle.v1.GetLeadLifecycleRequest.read_time:type_name -> google.protobuf.Timestamp
+	15, // 1: leadflow.lifecycle.v1.GetLeadLifecycleResponse.lifecycle:type_name -> leadflow.lifecycle.v1.LeadLifecycle
+	16, // 2: leadflow.lifecycle.v1.TransitionLeadRequest.to_stage:type_name -> leadflow.types.v1.Stage
+	17, // 3: leadflow.lifecycle.v1.TransitionLeadRequest.bant:type_name -> leadflow.lifecycle.v1.Bant
+	15, // 4: leadflow.lifecycle.v1.TransitionLeadResponse.lifecycle:type_name -> leadflow.lifecycle.v1.LeadLifecycle
+	18, // 5: leadflow.lifecycle.v1.TransitionLeadResponse.transition:type_name -> leadflow.lifecycle.v1.Transition
+	18, // 6: leadflow.lifecycle.v1.ListTransitionsResponse.transitions:type_name -> leadflow.lifecycle.v1.Transition
+	14, // 7: leadflow.lifecycle.v1.GetFunnelReportRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 8: leadflow.lifecycle.v1.GetFunnelReportRequest.end_time:type_name -> google.protobuf.Timestamp
+	19, // 9: leadflow.lifecycle.v1.GetFunnelReportRequest.period:type_name -> leadflow.lifecycle.v1.Period
+	20, // 10: leadflow.lifecycle.v1.GetFunnelReportRequest.conversions:type_name -> leadflow.lifecycle.v1.StagePair
+	21, // 11: leadflow.lifecycle.v1.GetLeadJourneyResponse.journey:type_name -> leadflow.lifecycle.v1.LeadJourney
+	22, // 12: leadflow.lifecycle.v1.GetFunnelReportResponse.report:type_name -> leadflow.lifecycle.v1.FunnelReport
+	23, // 13: leadflow.lifecycle.v1.GetLifecycleSettingsResponse.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
+	23, // 14: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
+	24, // 15: leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest.update_mask:type_name -> google.protobuf.FieldMask
+	23, // 16: leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse.lifecycle_settings:type_name -> leadflow.lifecycle.v1.LifecycleSettings
+	0,  // 17: leadflow.lifecycle.v1.LifecycleService.GetLeadLifecycle:input_type -> leadflow.lifecycle.v1.GetLeadLifecycleRequest
+	2,  // 18: leadflow.lifecycle.v1.LifecycleService.TransitionLead:input_type -> leadflow.lifecycle.v1.TransitionLeadRequest
+	4,  // 19: leadflow.lifecycle.v1.LifecycleService.ListTransitions:input_type -> leadflow.lifecycle.v1.ListTransitionsRequest
+	6,  // 20: leadflow.lifecycle.v1.LifecycleService.GetFunnelReport:input_type -> leadflow.lifecycle.v1.GetFunnelReportRequest
+	7,  // 21: leadflow.lifecycle.v1.LifecycleService.GetLeadJourney:input_type -> leadflow.lifecycle.v1.GetLeadJourneyRequest
+	10, // 22: leadflow.lifecycle.v1.LifecycleService.GetLifecycleSettings:input_type -> leadflow.lifecycle.v1.GetLifecycleSettingsRequest
+	12, // 23: leadflow.lifecycle.v1.LifecycleService.UpdateLifecycleSettings:input_type -> leadflow.lifecycle.v1.UpdateLifecycleSettingsRequest
+	1,  // 24: leadflow.lifecycle.v1.LifecycleService.GetLeadLifecycle:output_type -> leadflow.lifecycle.v1.GetLeadLifecycleResponse
+	3,  // 25: leadflow.lifecycle.v1.LifecycleService.TransitionLead:output_type -> leadflow.lifecycle.v1.TransitionLeadResponse
+	5,  // 26: leadflow.lifecycle.v1.LifecycleService.ListTransitions:output_type -> leadflow.lifecycle.v1.ListTransitionsResponse
+	9,  // 27: leadflow.lifecycle.v1.LifecycleService.GetFunnelReport:output_type -> leadflow.lifecycle.v1.GetFunnelReportResponse
+	8,  // 28: leadflow.lifecycle.v1.LifecycleService.GetLeadJourney:output_type -> leadflow.lifecycle.v1.GetLeadJourneyResponse
+	11, // 29: leadflow.lifecycle.v1.LifecycleService.GetLifecycleSettings:output_type -> leadflow.lifecycle.v1.GetLifecycleSettingsResponse
+	13, // 30: leadflow.lifecycle.v1.LifecycleService.UpdateLifecycleSettings:output_type -> leadflow.lifecycle.v1.UpdateLifecycleSettingsResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_lifecycle_v1_service_proto_init() }
@@ -900,7 +1002,7 @@ func file_leadflow_lifecycle_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_lifecycle_v1_service_proto_rawDesc), len(file_leadflow_lifecycle_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

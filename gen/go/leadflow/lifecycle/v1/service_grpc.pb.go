@@ -23,6 +23,7 @@ const (
 	LifecycleService_TransitionLead_FullMethodName          = "/leadflow.lifecycle.v1.LifecycleService/TransitionLead"
 	LifecycleService_ListTransitions_FullMethodName         = "/leadflow.lifecycle.v1.LifecycleService/ListTransitions"
 	LifecycleService_GetFunnelReport_FullMethodName         = "/leadflow.lifecycle.v1.LifecycleService/GetFunnelReport"
+	LifecycleService_GetLeadJourney_FullMethodName          = "/leadflow.lifecycle.v1.LifecycleService/GetLeadJourney"
 	LifecycleService_GetLifecycleSettings_FullMethodName    = "/leadflow.lifecycle.v1.LifecycleService/GetLifecycleSettings"
 	LifecycleService_UpdateLifecycleSettings_FullMethodName = "/leadflow.lifecycle.v1.LifecycleService/UpdateLifecycleSettings"
 )
@@ -61,6 +62,11 @@ type LifecycleServiceClient interface {
 	// GetFunnelReport counts how leads entered and converted between stages in
 	// a time range, with time in stage and velocity. Called by dashboards.
 	GetFunnelReport(ctx context.Context, in *GetFunnelReportRequest, opts ...grpc.CallOption) (*GetFunnelReportResponse, error)
+	// GetLeadJourney returns the lead's path from capture to close: its stage
+	// history and key events, each with the trace id of the request that
+	// caused it, so a user can jump from a lead to its traces. Called by the
+	// lead view.
+	GetLeadJourney(ctx context.Context, in *GetLeadJourneyRequest, opts ...grpc.CallOption) (*GetLeadJourneyResponse, error)
 	// GetLifecycleSettings returns the workspace's transition graph and reason
 	// lists. Called by frontends to offer only allowed moves and reasons.
 	GetLifecycleSettings(ctx context.Context, in *GetLifecycleSettingsRequest, opts ...grpc.CallOption) (*GetLifecycleSettingsResponse, error)
@@ -112,6 +118,16 @@ func (c *lifecycleServiceClient) GetFunnelReport(ctx context.Context, in *GetFun
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetFunnelReportResponse)
 	err := c.cc.Invoke(ctx, LifecycleService_GetFunnelReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lifecycleServiceClient) GetLeadJourney(ctx context.Context, in *GetLeadJourneyRequest, opts ...grpc.CallOption) (*GetLeadJourneyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLeadJourneyResponse)
+	err := c.cc.Invoke(ctx, LifecycleService_GetLeadJourney_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +188,11 @@ type LifecycleServiceServer interface {
 	// GetFunnelReport counts how leads entered and converted between stages in
 	// a time range, with time in stage and velocity. Called by dashboards.
 	GetFunnelReport(context.Context, *GetFunnelReportRequest) (*GetFunnelReportResponse, error)
+	// GetLeadJourney returns the lead's path from capture to close: its stage
+	// history and key events, each with the trace id of the request that
+	// caused it, so a user can jump from a lead to its traces. Called by the
+	// lead view.
+	GetLeadJourney(context.Context, *GetLeadJourneyRequest) (*GetLeadJourneyResponse, error)
 	// GetLifecycleSettings returns the workspace's transition graph and reason
 	// lists. Called by frontends to offer only allowed moves and reasons.
 	GetLifecycleSettings(context.Context, *GetLifecycleSettingsRequest) (*GetLifecycleSettingsResponse, error)
@@ -200,6 +221,9 @@ func (UnimplementedLifecycleServiceServer) ListTransitions(context.Context, *Lis
 }
 func (UnimplementedLifecycleServiceServer) GetFunnelReport(context.Context, *GetFunnelReportRequest) (*GetFunnelReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFunnelReport not implemented")
+}
+func (UnimplementedLifecycleServiceServer) GetLeadJourney(context.Context, *GetLeadJourneyRequest) (*GetLeadJourneyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLeadJourney not implemented")
 }
 func (UnimplementedLifecycleServiceServer) GetLifecycleSettings(context.Context, *GetLifecycleSettingsRequest) (*GetLifecycleSettingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLifecycleSettings not implemented")
@@ -300,6 +324,24 @@ func _LifecycleService_GetFunnelReport_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LifecycleService_GetLeadJourney_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLeadJourneyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LifecycleServiceServer).GetLeadJourney(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LifecycleService_GetLeadJourney_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LifecycleServiceServer).GetLeadJourney(ctx, req.(*GetLeadJourneyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LifecycleService_GetLifecycleSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetLifecycleSettingsRequest)
 	if err := dec(in); err != nil {
@@ -358,6 +400,10 @@ var LifecycleService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetFunnelReport",
 			Handler:    _LifecycleService_GetFunnelReport_Handler,
+		},
+		{
+			MethodName: "GetLeadJourney",
+			Handler:    _LifecycleService_GetLeadJourney_Handler,
 		},
 		{
 			MethodName: "GetLifecycleSettings",
