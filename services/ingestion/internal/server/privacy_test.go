@@ -411,3 +411,55 @@ func TestImportManyRows(t *testing.T) {
 		t.Fatalf("%d accounts, want 7", n)
 	}
 }
+
+// TestConcurrentImportsOfTheSameLeads runs two imports of one set of emails
+// at once, in opposite orders: every email ends on one lead, and neither
+// import fails.
+func TestConcurrentImportsOfTheSameLeads(t *testing.T) {
+	f := newFixture(t)
+	const n = 700
+	results := make([]*ingestionv1.ImportLeadsResponse, 2)
+	errs := make([]error, 2)
+	done := make(chan int, 2)
+	for w := range 2 {
+		go func() {
+			defer func() { done <- w }()
+			stream, err := f.client.ImportLeads(f.acme)
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			for i := range n {
+				k := i
+				if w == 1 {
+					k = n - 1 - i
+				}
+				if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{
+					Lead: &ingestionv1.Lead{Email: fmt.Sprintf("same%d@race%d.example", k, k%5), Title: fmt.Sprint("writer ", w)},
+				}}}); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+			results[w], errs[w] = stream.CloseAndRecv()
+		}()
+	}
+	<-done
+	<-done
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("import %d: %v", w, err)
+		}
+	}
+	created := results[0].GetCreated() + results[1].GetCreated()
+	updated := results[0].GetUpdated() + results[1].GetUpdated()
+	if created != n || updated != n {
+		t.Fatalf("created %d and updated %d in all, want %d each", created, updated, n)
+	}
+	if got := f.count(t, "leads"); got != n {
+		t.Fatalf("%d leads, want %d", got, n)
+	}
+	if got := f.count(t, "accounts"); got != 5 {
+		t.Fatalf("%d accounts, want 5", got)
+	}
+}
