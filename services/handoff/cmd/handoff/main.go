@@ -21,6 +21,9 @@ const slaInterval = 5 * time.Second
 // webhookInterval is how often due webhook deliveries are sent.
 const webhookInterval = 2 * time.Second
 
+// exportInterval is how often export schedules are checked.
+const exportInterval = time.Minute
+
 func main() {
 	service.Main(service.Spec{
 		Name: service.Handoff,
@@ -46,6 +49,9 @@ func main() {
 			})
 			rt.Go(func(ctx context.Context) error {
 				return app.Every(ctx, rt.Logger, "webhook deliveries", webhookInterval, a.Webhooks.DeliverDue)
+			})
+			rt.Go(func(ctx context.Context) error {
+				return app.Every(ctx, rt.Logger, "exports", exportInterval, a.Service.RunDueExports)
 			})
 			return nil
 		},

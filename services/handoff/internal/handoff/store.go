@@ -55,6 +55,8 @@ type LeadCopy struct {
 
 // Tx is what the domain does with the database.
 type Tx interface {
+	ExportStore
+
 	CreateOwner(ctx context.Context, o Owner, requestID string) (Owner, error)
 	GetOwner(ctx context.Context, workspace, id string, ps Periods) (Owner, error)
 	ListOwners(ctx context.Context, workspace string, f OwnerFilter, after *NameCursor, limit int, ps Periods) ([]Owner, error)
