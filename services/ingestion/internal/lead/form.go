@@ -27,9 +27,12 @@ type Form struct {
 	AllowedOrigins     []string
 	ThankYouURL        string
 	HoneypotField      string
-	CreateTime         time.Time
-	UpdateTime         time.Time
-	Version            int64
+	// ActivityType is what each submission records: ActivityFormSubmitted
+	// when empty, or a hand-raiser request (demo, contact).
+	ActivityType ActivityType
+	CreateTime   time.Time
+	UpdateTime   time.Time
+	Version      int64
 }
 
 // FormCursor positions a page of forms (newest first).
@@ -131,6 +134,11 @@ func ValidateForm(f *Form) error {
 	}
 	if f.ThankYouURL != "" && !validHTTPURL(f.ThankYouURL) {
 		v.add("thank_you_url", "must be an absolute http or https URL")
+	}
+	switch f.ActivityType {
+	case "", ActivityFormSubmitted, ActivityDemoRequest, ActivityContactRequest:
+	default:
+		v.add("activity_type", "must be FORM_SUBMITTED, DEMO_REQUEST or CONTACT_REQUEST")
 	}
 	if f.ConsentTextVersion != "" && f.ConsentPurpose == "" {
 		f.ConsentPurpose = PurposeMarketing
@@ -256,11 +264,15 @@ func (f Form) CaptureFrom(sub Submission) (Capture, error) {
 		})
 	}
 	channel := "forms/" + f.ID
+	activity := f.ActivityType
+	if activity == "" {
+		activity = ActivityFormSubmitted
+	}
 	c := Capture{
 		Lead:    l,
 		Channel: channel,
 		Activity: &Activity{
-			Type:       ActivityFormSubmitted,
+			Type:       activity,
 			OccurTime:  sub.Time,
 			ContentID:  channel,
 			Properties: map[string]string{"form": f.ID},

@@ -110,6 +110,7 @@ func TestValidateForm(t *testing.T) {
 		{"empty custom key", Form{FieldMapping: map[string]string{"x": "custom_attributes."}}, []string{"form.field_mapping[x]"}},
 		{"origin with a path", Form{AllowedOrigins: []string{"https://acme.example/form"}}, []string{"form.allowed_origins[0]"}},
 		{"script url", Form{ThankYouURL: "javascript:alert(1)"}, []string{"form.thank_you_url"}},
+		{"activity that is no submission", Form{ActivityType: ActivityPageView}, []string{"form.activity_type"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.form

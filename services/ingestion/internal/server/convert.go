@@ -183,6 +183,7 @@ func toProtoForm(f lead.Form) *ingestionv1.Form {
 		AllowedOrigins:     f.AllowedOrigins,
 		ThankYouUrl:        f.ThankYouURL,
 		HoneypotField:      f.HoneypotField,
+		ActivityType:       activityTypes[f.ActivityType],
 		CreateTime:         timestamppb.New(f.CreateTime),
 		UpdateTime:         timestamppb.New(f.UpdateTime),
 		Etag:               etag(f.Version),
@@ -201,13 +202,14 @@ func fromProtoForm(p *ingestionv1.Form) lead.Form {
 		AllowedOrigins:     p.GetAllowedOrigins(),
 		ThankYouURL:        p.GetThankYouUrl(),
 		HoneypotField:      p.GetHoneypotField(),
+		ActivityType:       domainActivityTypes[p.GetActivityType()],
 	}
 }
 
 // Form fields an update mask may name.
 var formFields = []string{
 	"display_name", "field_mapping", "source", "campaign", "consent_purpose", "consent_text",
-	"consent_text_version", "allowed_origins", "thank_you_url", "honeypot_field",
+	"consent_text_version", "allowed_origins", "thank_you_url", "honeypot_field", "activity_type",
 }
 
 // applyFormPath copies one field named by an update mask from src to dst.
@@ -233,6 +235,8 @@ func applyFormPath(dst *lead.Form, src lead.Form, path string) bool {
 		dst.ThankYouURL = src.ThankYouURL
 	case "honeypot_field":
 		dst.HoneypotField = src.HoneypotField
+	case "activity_type":
+		dst.ActivityType = src.ActivityType
 	default:
 		return false
 	}
@@ -256,6 +260,7 @@ func populatedFormFields(p *ingestionv1.Form) []string {
 		{"allowed_origins", len(p.GetAllowedOrigins()) > 0},
 		{"thank_you_url", p.GetThankYouUrl() != ""},
 		{"honeypot_field", p.GetHoneypotField() != ""},
+		{"activity_type", p.GetActivityType() != 0},
 	} {
 		if f.set {
 			paths = append(paths, f.name)

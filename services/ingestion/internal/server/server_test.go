@@ -912,3 +912,44 @@ func TestPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.call(tc.ctx), tc.want) })
 	}
 }
+
+func TestHandRaiserForm(t *testing.T) {
+	f := newFixture(t)
+	form := f.createForm(t, f.acme, "book-demo", &ingestionv1.Form{ActivityType: typesv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST})
+	if form.GetActivityType() != typesv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST {
+		t.Fatalf("form activity type = %v", form.GetActivityType())
+	}
+	submit := func(email string) *ingestionv1.Activity {
+		t.Helper()
+		if _, err := f.client.SubmitForm(f.public, &ingestionv1.SubmitFormRequest{Name: "forms/book-demo", Fields: map[string]string{"email": email}}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := f.client.ListLeads(f.acme, &ingestionv1.ListLeadsRequest{PageSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts, err := f.client.ListActivities(f.acme, &ingestionv1.ListActivitiesRequest{Parent: list.GetLeads()[0].GetName(), PageSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts.GetActivities()[0]
+	}
+	if a := submit("hand@raiser.example"); a.GetType() != typesv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST {
+		t.Fatalf("activity = %v, want DEMO_REQUEST", a)
+	}
+
+	// Back to a plain form through an update mask.
+	if _, err := f.client.UpdateForm(f.acme, &ingestionv1.UpdateFormRequest{
+		Form:       &ingestionv1.Form{Name: "forms/book-demo"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"activity_type"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a := submit("plain@raiser.example"); a.GetType() != typesv1.ActivityType_ACTIVITY_TYPE_FORM_SUBMITTED {
+		t.Fatalf("activity = %v, want FORM_SUBMITTED", a)
+	}
+	_, err := f.client.CreateForm(f.acme, &ingestionv1.CreateFormRequest{FormId: "bad-type", Form: &ingestionv1.Form{
+		ActivityType: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW,
+	}})
+	wantCode(t, err, codes.InvalidArgument)
+}

@@ -13,7 +13,7 @@ import (
 
 const formColumns = `id, workspace_id, display_name, field_mapping, source, campaign, consent_purpose,
 consent_text, consent_text_version, allowed_origins, thank_you_url, honeypot_field, version,
-create_time, update_time`
+create_time, update_time, activity_type`
 
 type formRow struct {
 	ID                 string            `db:"id"`
@@ -31,6 +31,7 @@ type formRow struct {
 	Version            int64             `db:"version"`
 	CreateTime         time.Time         `db:"create_time"`
 	UpdateTime         time.Time         `db:"update_time"`
+	ActivityType       string            `db:"activity_type"`
 }
 
 func (r formRow) toDomain() lead.Form {
@@ -39,6 +40,7 @@ func (r formRow) toDomain() lead.Form {
 		Source: r.Source, Campaign: r.Campaign, ConsentPurpose: r.ConsentPurpose, ConsentText: r.ConsentText,
 		ConsentTextVersion: r.ConsentTextVersion, AllowedOrigins: r.AllowedOrigins, ThankYouURL: r.ThankYouURL,
 		HoneypotField: r.HoneypotField, Version: r.Version, CreateTime: r.CreateTime.UTC(), UpdateTime: r.UpdateTime.UTC(),
+		ActivityType: lead.ActivityType(r.ActivityType),
 	}
 }
 
@@ -49,7 +51,7 @@ func formArgs(f lead.Form) []any {
 	}
 	return []any{f.ID, f.Workspace, f.DisplayName, nonNil(f.FieldMapping), f.Source, f.Campaign,
 		f.ConsentPurpose, f.ConsentText, f.ConsentTextVersion, origins, f.ThankYouURL, f.HoneypotField,
-		f.Version, f.CreateTime, f.UpdateTime}
+		f.Version, f.CreateTime, f.UpdateTime, string(f.ActivityType)}
 }
 
 func readForm(ctx context.Context, q postgres.Querier, sql string, args ...any) (lead.Form, error) {
@@ -66,7 +68,7 @@ func readForm(ctx context.Context, q postgres.Querier, sql string, args ...any) 
 
 func (s *Store) createForm(ctx context.Context, f lead.Form) (lead.Form, error) {
 	const q = `INSERT INTO forms (` + formColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 	_, err := s.pool.Exec(ctx, q, formArgs(f)...)
 	if postgres.IsUniqueViolation(err) {
 		return lead.Form{}, lead.ErrFormExists
@@ -90,7 +92,7 @@ func (s *Store) CreateForm(ctx context.Context, f lead.Form, requestID string) (
 			return err
 		}
 		const q = `INSERT INTO forms (` + formColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (id) DO NOTHING`
 		tag, err := tx.Exec(ctx, q, formArgs(f)...)
 		if err != nil {
@@ -169,10 +171,11 @@ func (s *Store) UpdateForm(ctx context.Context, ws, id string, version int64, ap
 		const upd = `
 UPDATE forms SET display_name = $3, field_mapping = $4, source = $5, campaign = $6,
        consent_purpose = $7, consent_text = $8, consent_text_version = $9, allowed_origins = $10,
-       thank_you_url = $11, honeypot_field = $12, version = $13, update_time = $14
+       thank_you_url = $11, honeypot_field = $12, version = $13, update_time = $14,
+       activity_type = $15
  WHERE id = $1 AND workspace_id = $2`
 		args := formArgs(f)
-		args = append(args[:13], args[14]) // every column but create_time
+		args = append(args[:13], args[14:]...) // every column but create_time
 		tag, err := tx.Exec(ctx, upd, args...)
 		if err != nil {
 			return wrap("update form", err)
