@@ -23,8 +23,10 @@ const funnelFilter = `
                     WHERE l.workspace_id = t.workspace_id AND l.lead_id = t.lead_id
                       AND ($4 = '' OR l.source = $4) AND ($5 = '' OR l.campaign = $5)))`
 
-// Funnel implements lifecycle.Store.
-func (s *Store) Funnel(ctx context.Context, workspace string, q lifecycle.FunnelQuery) (lifecycle.FunnelCounts, error) {
+// funnelExact computes the funnel from the transitions table: exact, and
+// the reference the rollups are tested against, but linear in the
+// transitions of the range.
+func (s *Store) funnelExact(ctx context.Context, workspace string, q lifecycle.FunnelQuery) (lifecycle.FunnelCounts, error) {
 	out := lifecycle.FunnelCounts{Stages: map[lifecycle.Stage]lifecycle.StageCounts{}}
 	args := []any{pgx.QueryExecModeExec, workspace, q.Start, q.End, q.Source, q.Campaign}
 	stage := func(name string) (lifecycle.Stage, lifecycle.StageCounts) {

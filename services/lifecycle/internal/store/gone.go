@@ -37,6 +37,9 @@ func (s *Store) Resolve(ctx context.Context, workspace, lead string) (string, bo
 // recreating the lead.
 func (s *Store) Erase(ctx context.Context, workspace, lead string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
+			return err
+		}
 		const q = `
 WITH t AS (DELETE FROM transitions WHERE workspace_id = $1 AND lead_id = $2),
      l AS (DELETE FROM leads WHERE workspace_id = $1 AND lead_id = $2)
@@ -74,6 +77,15 @@ func (s *Store) Merge(ctx context.Context, workspace, loser, survivor string) er
 		for _, id := range present {
 			has[id] = true
 		}
+		// Both leads' facts are taken out and put back after the merge: the
+		// survivor may take the loser's source or campaign, and the loser's
+		// history either becomes the survivor's or is left without a lead
+		// row (counted unfiltered only, as the report over transitions does).
+		for _, id := range []string{loser, survivor} {
+			if err := applyFunnel(ctx, tx, workspace, id, -1); err != nil {
+				return err
+			}
+		}
 		switch {
 		case has[loser] && has[survivor]:
 			const q = `
@@ -95,6 +107,11 @@ WITH t AS (UPDATE transitions SET lead_id = $3 WHERE workspace_id = $1 AND lead_
 UPDATE leads SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`
 			if _, err := tx.Exec(ctx, q, workspace, loser, survivor); err != nil {
 				return fmt.Errorf("move lead to survivor: %w", err)
+			}
+		}
+		for _, id := range []string{loser, survivor} {
+			if err := applyFunnel(ctx, tx, workspace, id, 1); err != nil {
+				return err
 			}
 		}
 		// An erased loser stays erased.

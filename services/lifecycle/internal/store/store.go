@@ -48,6 +48,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	pub  *outbox.Publisher
 	tx   pgx.Tx // set by WithTx
+	// exactLimit overrides defaultExactLimit when positive (tests).
+	exactLimit int64
 }
 
 // New returns a Store over pool, whose search_path must be Schema. Each
@@ -64,7 +66,9 @@ func NewPublisher(source, handoff string) *outbox.Publisher {
 
 // WithTx returns a Store whose every method runs in tx, such as the
 // transaction an event is received in.
-func (s *Store) WithTx(tx pgx.Tx) *Store { return &Store{pool: s.pool, pub: s.pub, tx: tx} }
+func (s *Store) WithTx(tx pgx.Tx) *Store {
+	return &Store{pool: s.pool, pub: s.pub, tx: tx, exactLimit: s.exactLimit}
+}
 
 func (s *Store) q() querier {
 	if s.tx != nil {
@@ -252,8 +256,23 @@ func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, f
 				if !inserted {
 					continue
 				}
-			} else if err := updateLead(ctx, tx, *next); err != nil {
-				return err
+			} else {
+				// A lead's facts count under its source and campaign, which a
+				// late first capture (or a merge) may set: move them.
+				moved := next.Source != cur.Source || next.Campaign != cur.Campaign
+				if moved {
+					if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
+						return err
+					}
+				}
+				if err := updateLead(ctx, tx, *next); err != nil {
+					return err
+				}
+				if moved {
+					if err := applyFunnel(ctx, tx, workspace, lead, 1); err != nil {
+						return err
+					}
+				}
 			}
 			var enter time.Time
 			if cur != nil {
@@ -353,6 +372,9 @@ RETURNING id`
 	).Scan(&t.ID)
 	if err != nil {
 		return fmt.Errorf("insert transition: %w", err)
+	}
+	if err := countTransition(ctx, tx, t.ID); err != nil {
+		return err
 	}
 	_, err = s.pub.Publish(ctx, tx, t.Workspace, t.Lead, &eventsv1.StageChanged{
 		FromStage:   typesv1.Stage(t.From),

@@ -1,0 +1,73 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// countTransition adds the facts of the transition just inserted as id to
+// the funnel rollups (see migrations/00002_funnel_rollup.sql), under the
+// keys of the lead's row as it is now:
+//   - its entry into to_stage and exit from from_stage;
+//   - the stay in from_stage it ends;
+//   - every entry of the lead into another stage that this entry is the
+//     first to_stage entry after (those since its previous to_stage entry).
+//
+// Transitions of a lead are inserted in time order, so this adds exactly
+// the facts funnel_rebuild would count for the new row.
+func countTransition(ctx context.Context, tx pgx.Tx, id int64) error {
+	const q = `
+WITH t AS (
+    SELECT * FROM transitions WHERE id = $1
+), k AS (
+    SELECT k.source, k.campaign
+      FROM t LEFT JOIN leads l ON l.workspace_id = t.workspace_id AND l.lead_id = t.lead_id
+     CROSS JOIN LATERAL funnel_keys(l.source, l.campaign) k
+), moves AS (
+    INSERT INTO funnel_moves AS r (workspace_id, source, campaign, day, stage, kind, prev_day, n)
+    SELECT t.workspace_id, k.source, k.campaign, funnel_day(t.transition_time), f.stage, f.kind, f.prev_day, 1
+      FROM t CROSS JOIN k
+     CROSS JOIN LATERAL (VALUES (t.to_stage, 'e'::"char", funnel_day(t.prev_enter_time)),
+                                (t.from_stage, 'x'::"char", funnel_day(t.prev_exit_time))) AS f(stage, kind, prev_day)
+     WHERE f.stage IS NOT NULL
+        ON CONFLICT (workspace_id, source, campaign, day, stage, kind, prev_day) DO UPDATE SET n = r.n + 1
+), stays AS (
+    INSERT INTO funnel_stays AS r (workspace_id, source, campaign, day, stage, bucket, n)
+    SELECT t.workspace_id, k.source, k.campaign, funnel_day(t.transition_time), t.from_stage,
+           funnel_bucket(greatest(0, extract(epoch FROM t.transition_time - t.from_enter_time))::float8), 1
+      FROM t CROSS JOIN k
+     WHERE t.from_stage IS NOT NULL
+        ON CONFLICT (workspace_id, source, campaign, day, stage, bucket) DO UPDATE SET n = r.n + 1
+)
+INSERT INTO funnel_conversions AS r (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, n)
+SELECT t.workspace_id, k.source, k.campaign, e.to_stage, t.to_stage,
+       funnel_day(e.transition_time), funnel_day(e.prev_enter_time),
+       funnel_bucket(extract(epoch FROM t.transition_time - e.transition_time)::float8), count(*)
+  FROM t CROSS JOIN k
+  JOIN transitions e
+    ON e.workspace_id = t.workspace_id AND e.lead_id = t.lead_id AND e.to_stage <> t.to_stage
+   AND (e.transition_time, e.id) < (t.transition_time, t.id)
+ WHERE NOT EXISTS (
+        SELECT 1 FROM transitions p
+         WHERE p.workspace_id = t.workspace_id AND p.lead_id = t.lead_id AND p.to_stage = t.to_stage
+           AND (p.transition_time, p.id) > (e.transition_time, e.id)
+           AND (p.transition_time, p.id) < (t.transition_time, t.id))
+ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket)
+    DO UPDATE SET n = r.n + excluded.n`
+	if _, err := tx.Exec(ctx, q, id); err != nil {
+		return fmt.Errorf("count transition in funnel: %w", err)
+	}
+	return nil
+}
+
+// applyFunnel adds (dir 1) or removes (dir -1) all of a lead's facts from
+// the funnel rollups, under the keys its row gives now.
+func applyFunnel(ctx context.Context, tx pgx.Tx, workspace, lead string, dir int) error {
+	if _, err := tx.Exec(ctx, `SELECT funnel_apply($1, $2, $3)`, workspace, lead, dir); err != nil {
+		return fmt.Errorf("update funnel rollups of lead: %w", err)
+	}
+	return nil
+}
