@@ -14,7 +14,7 @@ import (
 const maxFiresPerPass = 1000
 
 // FireDueTimers is one pass of the SLA timers: it fires every deadline at or
-// before the clock's now, oldest first, one handoff per transaction, and
+// before the clock's now, one handoff per transaction, and
 // returns how many fired.
 //
 // The timers are the due_time and escalate_time columns themselves. A pass
