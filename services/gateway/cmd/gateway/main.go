@@ -117,8 +117,8 @@ func run(ctx context.Context) (err error) {
 		Backends:          backends,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		TrustForwardedFor: cfg.TrustForwardedFor,
+		Ingestion:         ingestionv1.NewIngestionServiceClient(ingestion.Conn),
 		Forms: gateway.FormOptions{
-			Ingestion:    ingestionv1.NewIngestionServiceClient(ingestion.Conn),
 			CallOptions:  []grpc.CallOption{auth.BearerCredentials(cfg.InternalToken.Reveal())},
 			MaxBodyBytes: cfg.FormMaxBodyBytes,
 			PerIP:        rate.Limit(cfg.FormIPPerMinute / 60),

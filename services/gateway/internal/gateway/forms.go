@@ -28,9 +28,8 @@ import (
 
 // FormOptions configure the public form endpoint.
 type FormOptions struct {
-	// Ingestion is a client whose calls to GetPublicForm carry the internal
-	// token (CallOptions) — the endpoint itself needs no API key.
-	Ingestion   ingestionv1.IngestionServiceClient
+	// CallOptions authenticate the gateway's own GetPublicForm calls with
+	// the internal token; the endpoint itself needs no API key.
 	CallOptions []grpc.CallOption
 	// MaxBodyBytes bounds a submission (default 64 KiB); more gets 413.
 	MaxBodyBytes int64
@@ -49,10 +48,11 @@ var submitPath = regexp.MustCompile(`^/v1/forms/([a-z0-9][a-z0-9-]{0,62}):submit
 // authenticated ones do not: CORS per form, a honeypot, rate limits, body
 // limits, and answers that never reveal whether a person is known.
 type formHandler struct {
-	opts    FormOptions
-	log     *slog.Logger
-	perIP   *limiters
-	perForm *limiters
+	opts      FormOptions
+	ingestion ingestionv1.IngestionServiceClient
+	log       *slog.Logger
+	perIP     *limiters
+	perForm   *limiters
 
 	mu       sync.Mutex
 	policies map[string]cachedPolicy
@@ -65,7 +65,7 @@ type cachedPolicy struct {
 	expires time.Time
 }
 
-func newFormHandler(opts FormOptions, log *slog.Logger) *formHandler {
+func newFormHandler(ingestion ingestionv1.IngestionServiceClient, opts FormOptions, log *slog.Logger) *formHandler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
@@ -79,7 +79,7 @@ func newFormHandler(opts FormOptions, log *slog.Logger) *formHandler {
 		opts.PolicyTTL = 30 * time.Second
 	}
 	return &formHandler{
-		opts: opts, log: log,
+		opts: opts, ingestion: ingestion, log: log,
 		perIP:    newLimiters(opts.PerIP, opts.PerIPBurst),
 		perForm:  newLimiters(opts.PerForm, opts.PerFormBurst),
 		policies: map[string]cachedPolicy{},
@@ -153,7 +153,7 @@ func (h *formHandler) serve(w http.ResponseWriter, r *http.Request, form string)
 	if ua := r.Header.Get("User-Agent"); ua != "" {
 		md.Set("user-agent", ua)
 	}
-	resp, err := h.opts.Ingestion.SubmitForm(metadata.NewOutgoingContext(ctx, md),
+	resp, err := h.ingestion.SubmitForm(metadata.NewOutgoingContext(ctx, md),
 		&ingestionv1.SubmitFormRequest{Name: "forms/" + form, Fields: fields})
 	if err != nil {
 		writeGRPCError(w, err)
@@ -228,7 +228,7 @@ func (h *formHandler) policy(ctx context.Context, form string) (*ingestionv1.Get
 	if ok && now.Before(c.expires) {
 		return c.policy, c.err
 	}
-	p, err := h.opts.Ingestion.GetPublicForm(ctx, &ingestionv1.GetPublicFormRequest{Name: "forms/" + form}, h.opts.CallOptions...)
+	p, err := h.ingestion.GetPublicForm(ctx, &ingestionv1.GetPublicFormRequest{Name: "forms/" + form}, h.opts.CallOptions...)
 	if err != nil && status.Code(err) != codes.NotFound {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,11 +59,45 @@ func (s *ingestionStub) SubmitForm(ctx context.Context, req *ingestionv1.SubmitF
 	return &ingestionv1.SubmitFormResponse{ThankYouUrl: "https://www.example.com/thanks"}, nil
 }
 
+// ImportLeads stores rows with an "@" in the email and refuses the others,
+// like the real service, reporting lines as given.
+func (s *ingestionStub) ImportLeads(stream grpc.ClientStreamingServer[ingestionv1.ImportLeadsRequest, ingestionv1.ImportLeadsResponse]) error {
+	resp := &ingestionv1.ImportLeadsResponse{}
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(resp)
+		}
+		if err != nil {
+			return err
+		}
+		row := req.GetRow()
+		if row == nil {
+			continue
+		}
+		if !strings.Contains(row.GetLead().GetEmail(), "@") {
+			resp.Failed++
+			resp.Errors = append(resp.Errors, &ingestionv1.ImportError{Line: row.GetLine(), Field: "email", Reason: "invalid"})
+			continue
+		}
+		s.mu.Lock()
+		s.submissions = append(s.submissions, map[string]string{
+			"email": row.GetLead().GetEmail(), "employees": fmt.Sprint(row.GetLead().GetEmployeeCount()),
+			"first_name": row.GetLead().GetFirstName(), "region": row.GetLead().GetCustomAttributes()["region"],
+		})
+		s.mu.Unlock()
+		resp.Created++
+	}
+}
+
 func (s *ingestionStub) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.submissions)
 }
+
+// writerKey may import leads into workspace "acme".
+const writerKey = "lf_aaaaaaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 func newFormServer(t *testing.T, forms gateway.FormOptions) (*httptest.Server, *ingestionStub) {
 	t.Helper()
@@ -70,16 +106,19 @@ func newFormServer(t *testing.T, forms gateway.FormOptions) (*httptest.Server, *
 		Policy: auth.Policy{
 			ingestionv1.IngestionService_SubmitForm_FullMethodName:    {Public: true},
 			ingestionv1.IngestionService_GetPublicForm_FullMethodName: {Internal: true},
+			ingestionv1.IngestionService_ImportLeads_FullMethodName:   {Scope: auth.ScopeLeadsWrite},
 		},
+		Authn:    grpctest.Keys{writerKey: {Workspace: "acme", Scopes: []string{auth.ScopeLeadsWrite}}},
 		Register: func(s *grpcserver.Server) { ingestionv1.RegisterIngestionServiceServer(s, stub) },
 	})
-	forms.Ingestion = ingestionv1.NewIngestionServiceClient(conn)
 	forms.CallOptions = []grpc.CallOption{auth.BearerCredentials(grpctest.InternalToken)}
 	h, err := gateway.NewHandler(context.Background(), gateway.Options{
-		Logger:       logging.Discard(),
-		Backends:     []gateway.Backend{{Name: "ingestion", Conn: conn, Register: gateway.Registrations["ingestion"]}},
-		MaxBodyBytes: 1024,
-		Forms:        forms,
+		Logger:         logging.Discard(),
+		Backends:       []gateway.Backend{{Name: "ingestion", Conn: conn, Register: gateway.Registrations["ingestion"]}},
+		MaxBodyBytes:   1024,
+		Ingestion:      ingestionv1.NewIngestionServiceClient(conn),
+		Forms:          forms,
+		ImportMaxBytes: 2048,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -224,5 +263,57 @@ func TestBodyLimits(t *testing.T) {
 		map[string]string{"Authorization": "Bearer " + grpctest.NewKey(t)})
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversized REST body = %d, want 413", resp.StatusCode)
+	}
+}
+
+func TestCSVImport(t *testing.T) {
+	srv, stub := newFormServer(t, gateway.FormOptions{})
+	csv := "\ufeffemail,firstName,employee_count,region\n" +
+		"ada@example.com,Ada,\"1,200\",emea\n" + // line 2: stored, unknown column kept
+		"grace@example.com,Grace,many,us\n" + // line 3: refused by the gateway
+		"nope,No,5,us\n" + // line 4: refused by the service
+		"short@example.com,Short\n" // line 5: ragged
+	resp := post(t, srv.URL+"/v1/leads:import?source=import", "text/csv", csv, map[string]string{"Authorization": "Bearer " + writerKey})
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("import = %d %s", resp.StatusCode, body)
+	}
+	var summary struct {
+		Created, Failed string
+		Errors          []struct {
+			Line  string
+			Field string
+		}
+	}
+	if err := json.Unmarshal(body, &summary); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if summary.Created != "1" || summary.Failed != "3" || len(summary.Errors) != 3 {
+		t.Fatalf("summary = %s", body)
+	}
+	for i, want := range []string{"3", "4", "5"} {
+		if summary.Errors[i].Line != want {
+			t.Errorf("error %d on line %s, want %s (%s)", i, summary.Errors[i].Line, want, body)
+		}
+	}
+	stub.mu.Lock()
+	got := stub.submissions[0]
+	stub.mu.Unlock()
+	if got["employees"] != "1200" || got["first_name"] != "Ada" || got["region"] != "emea" {
+		t.Fatalf("stored row = %v", got)
+	}
+
+	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", csv, nil); resp.StatusCode != 401 {
+		t.Fatalf("import without key = %d, want 401", resp.StatusCode)
+	}
+	big := "email\n" + strings.Repeat("someone@example.com\n", 200)
+	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", big, map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 413 {
+		t.Fatalf("oversized import = %d, want 413", resp.StatusCode)
+	}
+	if n := stub.count(); n != 1 {
+		t.Fatalf("an oversized import stored rows (%d stored)", n)
+	}
+	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", "name,company\nx,y\n", map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 400 {
+		t.Fatalf("import without email column = %d, want 400", resp.StatusCode)
 	}
 }

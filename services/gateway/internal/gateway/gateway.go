@@ -57,9 +57,14 @@ type Options struct {
 	// TrustForwardedFor believes X-Forwarded-For, for a gateway behind a
 	// proxy that sets it.
 	TrustForwardedFor bool
-	// Forms configures the public form endpoint; without an ingestion
-	// client, form posts go through the plain REST mapping.
+	// Ingestion serves the endpoints grpc-gateway cannot map: public form
+	// posts and CSV uploads. Without it they are not served.
+	Ingestion ingestionv1.IngestionServiceClient
+	// Forms configures the public form endpoint.
 	Forms FormOptions
+	// ImportMaxBytes bounds a CSV upload to /v1/leads:import (default
+	// 50 MiB); more gets 413. The upload is streamed, never buffered.
+	ImportMaxBytes int64
 }
 
 // NewHandler returns the gateway's HTTP handler.
@@ -86,9 +91,14 @@ func NewHandler(ctx context.Context, opts Options) (http.Handler, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 1 << 20
 	}
+	if opts.ImportMaxBytes <= 0 {
+		opts.ImportMaxBytes = 50 << 20
+	}
 	var forms *formHandler
-	if opts.Forms.Ingestion != nil {
-		forms = newFormHandler(opts.Forms, opts.Logger)
+	var importer *csvImporter
+	if opts.Ingestion != nil {
+		forms = newFormHandler(opts.Ingestion, opts.Forms, opts.Logger)
+		importer = &csvImporter{ingestion: opts.Ingestion, maxBytes: opts.ImportMaxBytes}
 	}
 	root := http.NewServeMux()
 	root.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,6 +106,10 @@ func NewHandler(ctx context.Context, opts Options) (http.Handler, error) {
 		if forms != nil {
 			if form, ok := forms.match(r); ok {
 				forms.serve(w, r, form)
+				return
+			}
+			if r.URL.Path == importPath && r.Method == http.MethodPost {
+				importer.serve(w, r)
 				return
 			}
 		}
