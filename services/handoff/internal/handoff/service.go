@@ -536,7 +536,17 @@ func (s *Service) place(ctx context.Context, tx Tx, h *Handoff, d routing.Decisi
 	h.Assignments = append(h.Assignments, Assignment{
 		Owner: d.Owner, Team: d.Team, Routing: r, AssignTime: now, DueTime: &due, User: user,
 	})
-	return nil
+	return tx.Publish(ctx, h.Workspace, h.Lead, &eventsv1.HandoffAssigned{
+		Handoff: "handoffs/" + h.ID, Owner: "owners/" + d.Owner, Team: nameOf("teams", d.Team), Rule: d.Rule,
+	})
+}
+
+// nameOf returns "collection/id", or "" for an empty id.
+func nameOf(collection, id string) string {
+	if id == "" {
+		return ""
+	}
+	return collection + "/" + id
 }
 
 // assignTo gives h to owner by a person's choice.

@@ -175,11 +175,16 @@ func mql() *eventsv1.StageChanged {
 	}
 }
 
-// outboxEvents returns the events waiting in the outbox for subscriber,
-// oldest first.
-func (f *fixture) outboxEvents(subscriber string) []*eventsv1.Event {
+// outboxEvents returns the events of type typ (all when nil) waiting in
+// the outbox for subscriber, oldest first.
+func (f *fixture) outboxEvents(subscriber string, typ proto.Message) []*eventsv1.Event {
 	f.t.Helper()
-	rows, err := f.pool.Query(context.Background(), `SELECT event FROM outbox WHERE subscriber = $1 ORDER BY id`, subscriber)
+	var name string
+	if typ != nil {
+		name = string(typ.ProtoReflect().Descriptor().FullName())
+	}
+	rows, err := f.pool.Query(context.Background(), `
+SELECT event FROM outbox WHERE subscriber = $1 AND ($2 = '' OR event_type = $2) ORDER BY id`, subscriber, name)
 	if err != nil {
 		f.t.Fatal(err)
 	}

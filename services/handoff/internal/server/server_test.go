@@ -374,9 +374,26 @@ func TestAcceptAndRejectPublishToLifecycle(t *testing.T) {
 		}
 	}
 
-	events := f.outboxEvents(service.Lifecycle)
+	assigned := f.outboxEvents(service.Lifecycle, &eventsv1.HandoffAssigned{})
+	if len(assigned) != 2 {
+		t.Fatalf("outbox holds %d HandoffAssigned for lifecycle, want 2", len(assigned))
+	}
+	var as eventsv1.HandoffAssigned
+	if err := assigned[0].GetPayload().UnmarshalTo(&as); err != nil {
+		t.Fatal(err)
+	}
+	if assigned[0].GetLead() != "lead-a" || as.GetHandoff() != accepted.GetName() || as.GetOwner() != "owners/anna" ||
+		as.GetTeam() != "teams/dach" || as.GetRule() != "dach" {
+		t.Fatalf("assigned event = %v / %v", assigned[0], &as)
+	}
+	var events []*eventsv1.Event
+	for _, ev := range f.outboxEvents(service.Lifecycle, nil) {
+		if ev.GetType() != "leadflow.events.v1.HandoffAssigned" {
+			events = append(events, ev)
+		}
+	}
 	if len(events) != 2 {
-		t.Fatalf("outbox holds %d events for lifecycle, want 2", len(events))
+		t.Fatalf("outbox holds %d decisions for lifecycle, want 2", len(events))
 	}
 	var a eventsv1.HandoffAccepted
 	if err := events[0].GetPayload().UnmarshalTo(&a); err != nil {
@@ -408,7 +425,7 @@ func TestAcceptAndRejectPublishToLifecycle(t *testing.T) {
 	if _, err := relay.DeliverDue(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || len(f.outboxEvents(service.Lifecycle)) != 0 {
+	if len(got) != 4 || len(f.outboxEvents(service.Lifecycle, nil)) != 0 {
 		t.Fatalf("relay delivered %v", got)
 	}
 }

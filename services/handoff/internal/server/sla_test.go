@@ -71,7 +71,7 @@ func TestSLABreachFiresOnceAfterRestart(t *testing.T) {
 		t.Fatalf("a returned handoff fired %d more times", n)
 	}
 
-	events := f.outboxEvents(service.Lifecycle)
+	events := f.outboxEvents(service.Lifecycle, &eventsv1.HandoffRejected{})
 	if len(events) != 1 {
 		t.Fatalf("outbox holds %d events for lifecycle, want 1", len(events))
 	}
@@ -121,6 +121,9 @@ func TestSLAReassignsThenQueues(t *testing.T) {
 		got.GetRouting().GetMethod() != handoffv1.RoutingDecision_METHOD_SLA_REASSIGN || len(got.GetAssignments()) != 2 ||
 		!got.GetDueTime().AsTime().Equal(f.clock.Now().Add(time.Hour)) {
 		t.Fatalf("after first breach = %v, want bert with a fresh hour", got)
+	}
+	if assigned := f.outboxEvents(service.Lifecycle, &eventsv1.HandoffAssigned{}); len(assigned) != 2 {
+		t.Fatalf("%d HandoffAssigned events, want the first assignment and the reassignment", len(assigned))
 	}
 
 	// Bert misses it too; nobody else in the team is left, so it is queued.

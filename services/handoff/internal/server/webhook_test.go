@@ -16,6 +16,7 @@ import (
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/services/handoff/internal/dispatch"
 	"github.com/leadflow/leadflow/services/handoff/webhook"
 )
@@ -95,7 +96,7 @@ func TestWebhookSignedDelivery(t *testing.T) {
 		t.Fatalf("get = %v, %v", got, err)
 	}
 
-	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, nil)
+	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, logging.Discard())
 	h := f.qualify("lead-1", &eventsv1.LeadAttributes{Country: "DE"})
 	if _, err := f.client.AcceptHandoff(f.ctx, &handoffv1.AcceptHandoffRequest{Name: h.GetName()}); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestWebhookDeadLetterAndRedrive(t *testing.T) {
 	rcv.fail.Store(true)
 	sub := f.subscribe(rcv.srv.URL, 3, handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_HANDOFF_ASSIGNED)
 	rcv.secret.Store(sub.GetSecret())
-	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, nil)
+	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, logging.Discard())
 	f.qualify("lead-1", &eventsv1.LeadAttributes{Country: "DE"})
 
 	deliveries := func(state handoffv1.WebhookDelivery_State) []*handoffv1.WebhookDelivery {
@@ -242,7 +243,7 @@ func TestWebhookBreachEvents(t *testing.T) {
 	sub := f.subscribe(rcv.srv.URL, 0, handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_SLA_BREACHED,
 		handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_HANDOFF_ASSIGNED)
 	rcv.secret.Store(sub.GetSecret())
-	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, nil)
+	worker := dispatch.New(f.app.Store, rcv.srv.Client(), f.clock.Now, logging.Discard())
 	h := f.qualify("lead-1", &eventsv1.LeadAttributes{Country: "DE"})
 	f.clock.Advance(25 * time.Hour) // default SLA: 24h, reassign
 	if n := f.fire(f.app); n != 1 {

@@ -38,9 +38,10 @@ func Migrations() fs.FS {
 }
 
 // NewPublisher returns the outbox publisher of handoff's events:
-// HandoffAccepted and HandoffRejected go to lifecycle.
+// HandoffAssigned, HandoffAccepted and HandoffRejected go to lifecycle.
 func NewPublisher() *outbox.Publisher {
 	return outbox.NewPublisher(service.Handoff, Schema, outbox.Routes{
+		"leadflow.events.v1.HandoffAssigned": {service.Lifecycle},
 		"leadflow.events.v1.HandoffAccepted": {service.Lifecycle},
 		"leadflow.events.v1.HandoffRejected": {service.Lifecycle},
 	})
