@@ -118,7 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := waitHealthy(ctx, gatewayURL+"/healthz", procs.exited, time.Minute); err != nil {
 		return err
 	}
-	if err := seedDemoForm(ctx, opts, key); err != nil {
+	if err := seedDemo(ctx, opts, key); err != nil {
 		return err
 	}
 	printBanner(opts, gatewayURL, key, keyFile)
@@ -338,40 +338,85 @@ func (g *group) stop(timeout time.Duration) {
 	}
 }
 
-// seedDemoForm creates the public form "demo" through the gateway, the way a
-// marketer would. It is already there on every run after the first.
-func seedDemoForm(ctx context.Context, opts Options, key string) error {
+// seedDemo sets the demo workspace up through the gateway, the way a
+// marketer and a sales manager would: the public form "demo" (a demo
+// request, so submitters are hand-raisers), a sales team with one rep, and
+// a routing policy that sends every lead to that team. Each step is skipped
+// when a previous run already did it.
+func seedDemo(ctx context.Context, opts Options, key string) error {
 	gateway := "http://localhost" + portOf(opts.HTTPAddr)
-	form, _ := json.Marshal(map[string]any{
+	call := func(method, path string, body any) (int, []byte, error) {
+		raw, _ := json.Marshal(body)
+		req, err := http.NewRequestWithContext(ctx, method, gateway+path, bytes.NewReader(raw))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, out, nil
+	}
+	create := func(what, path string, body any) error {
+		code, out, err := call(http.MethodPost, path, body)
+		switch {
+		case err != nil:
+			return fmt.Errorf("seed %s: %w", what, err)
+		case code == http.StatusOK, code == http.StatusConflict:
+			return nil
+		default:
+			return fmt.Errorf("seed %s: HTTP %d: %s", what, code, out)
+		}
+	}
+
+	if err := create("demo form", "/v1/forms?formId=demo", map[string]any{
 		"displayName":        "Demo request",
 		"source":             "web-form",
 		"campaign":           "demo",
+		"activityType":       "ACTIVITY_TYPE_DEMO_REQUEST",
 		"consentPurpose":     "marketing",
 		"consentText":        "I agree to be contacted about Leadflow.",
 		"consentTextVersion": "v1",
 		"allowedOrigins":     []string{gateway, strings.Replace(gateway, "localhost", "127.0.0.1", 1)},
 		"thankYouUrl":        gateway + "/ui/thanks",
 		"honeypotField":      "website",
-	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gateway+"/v1/forms?formId=demo", bytes.NewReader(form))
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("seed demo form: %w", err)
+	if err := create("sales team", "/v1/teams?teamId=sales", map[string]any{"displayName": "Sales"}); err != nil {
+		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	switch resp.StatusCode {
-	case http.StatusOK, http.StatusConflict:
-		return nil
-	case http.StatusNotImplemented:
-		fmt.Fprintln(opts.Out, "note: the demo form was not seeded: the ingestion service does not implement forms yet")
-		return nil
-	default:
-		return fmt.Errorf("seed demo form: HTTP %d: %s", resp.StatusCode, body)
+	if err := create("sales rep", "/v1/owners?ownerId=demo-rep", map[string]any{
+		"displayName": "Demo Rep", "teams": []string{"teams/sales"},
+	}); err != nil {
+		return err
 	}
+
+	code, out, err := call(http.MethodGet, "/v1/routingPolicy", nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("seed routing policy: read: HTTP %d %v: %s", code, err, out)
+	}
+	var current struct {
+		RoutingPolicy struct {
+			FallbackTeam string `json:"fallbackTeam"`
+			Etag         string `json:"etag"`
+		} `json:"routingPolicy"`
+	}
+	if err := json.Unmarshal(out, &current); err != nil {
+		return fmt.Errorf("seed routing policy: %w", err)
+	}
+	if current.RoutingPolicy.FallbackTeam != "" {
+		return nil
+	}
+	code, out, err = call(http.MethodPatch, "/v1/routingPolicy?updateMask=fallback_team", map[string]any{
+		"name": "routingPolicy", "fallbackTeam": "teams/sales", "etag": current.RoutingPolicy.Etag,
+	})
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("seed routing policy: HTTP %d %v: %s", code, err, out)
+	}
+	return nil
 }
