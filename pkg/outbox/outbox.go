@@ -100,7 +100,11 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	now := p.now()
 	evs := make([]*eventsv1.Event, len(msgs))
-	var ids, workspaces, subscribers, types, leads []string
+	// Event ids go as 16-byte values: pgx has no binary encoding of a
+	// string into uuid[], and falling back to text first formats the whole
+	// array into an error message, which cost more than the INSERT.
+	var ids [][16]byte
+	var workspaces, subscribers, types, leads []string
 	var raws [][]byte
 	for i, m := range msgs {
 		typ := string(m.Payload.ProtoReflect().Descriptor().FullName())
@@ -108,8 +112,9 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 		if err != nil {
 			return nil, fmt.Errorf("pack %s: %w", typ, err)
 		}
+		id := uuid.New()
 		ev := &eventsv1.Event{
-			Id:          uuid.NewString(),
+			Id:          id.String(),
 			Type:        typ,
 			Workspace:   m.Workspace,
 			Lead:        m.Lead,
@@ -129,7 +134,7 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 			return nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
 		for _, sub := range subs {
-			ids = append(ids, ev.Id)
+			ids = append(ids, id)
 			workspaces = append(workspaces, m.Workspace)
 			subscribers = append(subscribers, sub)
 			types = append(types, typ)
