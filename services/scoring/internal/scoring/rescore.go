@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
 	"time"
 )
 
@@ -42,8 +44,10 @@ type RescoreJob struct {
 	ErrorMessage   string
 }
 
-// RescoreBatchSize is how many leads one transaction of a job rescores.
-const RescoreBatchSize = 200
+// RescoreBatchSize is how many leads one transaction of a job rescores by
+// default: large enough that per-transaction costs vanish, small enough
+// that an event waiting for a locked lead waits a fraction of a second.
+const RescoreBatchSize = 1000
 
 // GetJob returns a rescore job.
 func (s *Service) GetJob(ctx context.Context, ws, id string) (RescoreJob, error) {
@@ -89,9 +93,9 @@ func (s *Service) RunRescorer(ctx context.Context, logger *slog.Logger, poll tim
 // transaction. It reports whether there was a job to work on.
 //
 // The batch's leads and activities are read in two queries and its writes
-// sent in one round trip. Should that fail, the batch runs again lead by
-// lead, each in a savepoint, so one failing lead keeps its old score
-// (counted in failed_leads) without holding up the others.
+// made in one statement per table. Should that fail, the batch runs again
+// lead by lead, each in a savepoint, so one failing lead keeps its old
+// score (counted in failed_leads) without holding up the others.
 func (s *Service) RescoreBatch(ctx context.Context) (bool, error) {
 	worked, err := s.rescoreBatch(ctx, false)
 	if err != nil && ctx.Err() == nil {
@@ -130,7 +134,7 @@ func (s *Service) rescoreBatch(ctx context.Context, careful bool) (bool, error) 
 		if err != nil {
 			return err
 		}
-		if n < RescoreBatchSize {
+		if n < s.batch {
 			job.State, job.EndTime = JobSucceeded, &now
 		}
 		return tx.SaveJob(ctx, job)
@@ -138,42 +142,48 @@ func (s *Service) rescoreBatch(ctx context.Context, careful bool) (bool, error) 
 	return worked, err
 }
 
-// rescoreAll rescores the job's next batch with batched reads and writes.
+// rescoreAll rescores the job's next batch with batched reads and writes:
+// the leads are locked and read in one query, their activities in another,
+// their new scores are worked out on every core, and all of it is written
+// in one statement per table.
 func (s *Service) rescoreAll(ctx context.Context, tx Store, job *RescoreJob, l live) (int, error) {
-	leads, err := tx.LockLeadsAfter(ctx, job.Workspace, job.Cursor, RescoreBatchSize)
+	leads, err := tx.LockLeadsAfter(ctx, job.Workspace, job.Cursor, s.batch)
+	if err != nil || len(leads) == 0 {
+		return 0, err
+	}
+	acts, err := tx.ActivitiesBetween(ctx, job.Workspace, job.Cursor, leads[len(leads)-1].ID)
 	if err != nil {
 		return 0, err
 	}
-	ids := make([]string, len(leads))
-	for i, lead := range leads {
-		ids[i] = lead.ID
-	}
-	acts, err := tx.ActivitiesOf(ctx, job.Workspace, ids)
-	if err != nil {
-		return 0, err
-	}
-	counts := *job
-	err = tx.Deferred(ctx, func(dtx Store) error {
-		for i := range leads {
-			res, err := s.rescoreWith(ctx, dtx, &leads[i], acts[leads[i].ID], l, nil)
-			if err != nil {
-				return err
+	now := s.Now()
+	out := make([]Rescored, len(leads))
+	// The programs are safe for concurrent use and decide touches no
+	// store; the database waits meanwhile, so every core can evaluate.
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(leads)/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(leads); i += workers {
+				out[i] = s.decide(&leads[i], acts[leads[i].ID], l, nil, now)
 			}
-			counts.count(res, nil)
-			counts.Cursor = leads[i].ID
-		}
-		return nil
-	})
-	if err != nil {
+		})
+	}
+	wg.Wait()
+	// Every lead is stored, even with the same whole points: its score
+	// time, model version and milli-points move on.
+	if err := tx.SaveRescored(ctx, job.Workspace, out); err != nil {
 		return 0, err
 	}
-	*job = counts
+	for i := range out {
+		job.count(out[i].res, nil)
+	}
+	job.Cursor = leads[len(leads)-1].ID
 	return len(leads), nil
 }
 
 // rescoreEach rescores the job's next batch lead by lead.
 func (s *Service) rescoreEach(ctx context.Context, tx Store, job *RescoreJob, l live) (int, error) {
-	ids, err := tx.LeadIDsAfter(ctx, job.Workspace, job.Cursor, RescoreBatchSize)
+	ids, err := tx.LeadIDsAfter(ctx, job.Workspace, job.Cursor, s.batch)
 	if err != nil {
 		return 0, err
 	}

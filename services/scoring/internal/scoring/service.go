@@ -57,10 +57,11 @@ type Store interface {
 	// Publish records an event in the outbox; the Store must be in a
 	// transaction.
 	Publish(ctx context.Context, workspace, lead string, payload proto.Message) error
-	// Deferred runs fn with a Store that queues its writes of leads,
-	// crossings and events and sends them in one round trip when fn
-	// returns; reads still run at once. The Store must be in a transaction.
-	Deferred(ctx context.Context, fn func(tx Store) error) error
+	// SaveRescored stores a batch of rescored leads of one workspace, all
+	// locked by the transaction: their scores and qualifications only (not
+	// facts or outcomes), their crossings and their events. The Store must
+	// be in a transaction.
+	SaveRescored(ctx context.Context, workspace string, rs []Rescored) error
 
 	// EnsureWorkspace records the workspace with m as its live model,
 	// unless it is known already; it reports whether it created it.
@@ -98,8 +99,12 @@ type Store interface {
 	// whether it did.
 	AddActivity(ctx context.Context, workspace, lead string, a Activity) (bool, error)
 	Activities(ctx context.Context, workspace, lead string) ([]Activity, error)
-	// ActivitiesOf returns the activities of several leads, by lead.
+	// ActivitiesOf returns the activities of several leads, by lead, each
+	// lead's in occur_time order.
 	ActivitiesOf(ctx context.Context, workspace string, leads []string) (map[string][]Activity, error)
+	// ActivitiesBetween is ActivitiesOf for the leads whose ids are in
+	// (after, last].
+	ActivitiesBetween(ctx context.Context, workspace, after, last string) (map[string][]Activity, error)
 	MoveActivities(ctx context.Context, workspace, from, to string) error
 	AddCrossing(ctx context.Context, workspace, lead string, c Crossing) error
 	Crossings(ctx context.Context, workspace, lead string, limit int) ([]Crossing, error)
@@ -128,6 +133,9 @@ type Service struct {
 	now   func() time.Time
 	progs *ProgramCache
 
+	// batch is how many leads one transaction of a rescore job does.
+	batch int
+
 	mu    sync.Mutex
 	known map[string]bool // workspaces whose default model exists
 	wake  chan struct{}   // nudges the rescore worker
@@ -139,10 +147,20 @@ type Option func(*Service)
 // WithClock replaces the clock, for tests of decay.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
+// WithRescoreBatchSize sets how many leads one transaction of a rescore job
+// rescores (RescoreBatchSize by default).
+func WithRescoreBatchSize(n int) Option {
+	return func(s *Service) {
+		if n > 0 {
+			s.batch = n
+		}
+	}
+}
+
 // NewService returns a Service over store.
 func NewService(store Store, opts ...Option) *Service {
-	s := &Service{store: store, now: time.Now, progs: NewProgramCache(1024), known: map[string]bool{},
-		wake: make(chan struct{}, 1)}
+	s := &Service{store: store, now: time.Now, progs: NewProgramCache(1024), batch: RescoreBatchSize,
+		known: map[string]bool{}, wake: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -475,8 +493,38 @@ func (s *Service) rescore(ctx context.Context, tx Store, lead *Lead, l live, new
 
 // rescoreWith is rescore with the lead's activities already loaded.
 func (s *Service) rescoreWith(ctx context.Context, tx Store, lead *Lead, acts []Activity, l live, newActivity *Activity) (rescoreResult, error) {
-	var res rescoreResult
-	now := s.Now()
+	r := s.decide(lead, acts, l, newActivity, s.Now())
+	if r.Crossing != nil {
+		if err := tx.AddCrossing(ctx, lead.Workspace, lead.ID, *r.Crossing); err != nil {
+			return r.res, err
+		}
+	}
+	for _, ev := range r.Events {
+		if err := tx.Publish(ctx, lead.Workspace, lead.ID, ev); err != nil {
+			return r.res, err
+		}
+	}
+	*lead = r.Lead
+	return r.res, tx.SaveLead(ctx, *lead)
+}
+
+// Rescored is what rescoring one lead decided: the lead with its new score
+// (and qualification, if it just qualified), the threshold crossing and the
+// events to record with it.
+type Rescored struct {
+	Lead     Lead
+	Crossing *Crossing
+	// Events are LeadQualified and LeadScored payloads, in that order.
+	Events []proto.Message
+	res    rescoreResult
+}
+
+// decide recomputes a lead's score as of now under the live model and
+// works out what changes; it touches no store, so a batch's leads can be
+// decided in parallel. newActivity is the activity that triggered it, if
+// any.
+func (s *Service) decide(lead *Lead, acts []Activity, l live, newActivity *Activity, now time.Time) Rescored {
+	out := Rescored{Lead: *lead}
 	facts := NewFacts(lead.Facts)
 	matches := make([]Match, len(acts))
 	var raised *Activity
@@ -492,36 +540,30 @@ func (s *Service) rescoreWith(ctx context.Context, tx Store, lead *Lead, acts []
 	version := strconv.FormatInt(l.Version, 10)
 
 	if above != lead.AboveThreshold {
-		if err := tx.AddCrossing(ctx, lead.Workspace, lead.ID, Crossing{Up: above, Time: now, TotalScore: score.Total, ModelVersion: l.Version}); err != nil {
-			return res, err
-		}
+		out.Crossing = &Crossing{Up: above, Time: now, TotalScore: score.Total, ModelVersion: l.Version}
 	}
 	if lead.Qualification == nil && (raised != nil || above) {
 		q := &Qualification{Reason: ReasonScoreThreshold, Time: now, TotalScore: score.Total, ModelVersion: l.Version}
 		if raised != nil {
 			q.Reason, q.Activity = ReasonHandRaiser, raised.ID
 		}
-		lead.Qualification = q
-		res.Qualified = true
-		ev := &eventsv1.LeadQualified{Reason: eventsv1.LeadQualified_Reason(q.Reason), TotalScore: q.TotalScore,
-			ModelVersion: version, Activity: q.Activity}
-		if err := tx.Publish(ctx, lead.Workspace, lead.ID, ev); err != nil {
-			return res, err
-		}
+		out.Lead.Qualification = q
+		out.res.Qualified = true
+		out.Events = append(out.Events, &eventsv1.LeadQualified{Reason: eventsv1.LeadQualified_Reason(q.Reason),
+			TotalScore: q.TotalScore, ModelVersion: version, Activity: q.Activity})
 	}
 	old := Score{Fit: WholePoints(lead.FitMilli), Engagement: WholePoints(lead.EngagementMilli), Total: WholePoints(lead.TotalMilli)}
-	res.Changed = lead.ScoreTime == nil || old.Fit != score.Fit || old.Engagement != score.Engagement ||
+	out.res.Changed = lead.ScoreTime == nil || old.Fit != score.Fit || old.Engagement != score.Engagement ||
 		old.Total != score.Total || lead.Grade != score.Grade
-	if res.Changed {
-		if err := tx.Publish(ctx, lead.Workspace, lead.ID, &eventsv1.LeadScored{FitScore: score.Fit,
-			EngagementScore: score.Engagement, TotalScore: score.Total, Grade: score.Grade, ModelVersion: version}); err != nil {
-			return res, err
-		}
+	if out.res.Changed {
+		out.Events = append(out.Events, &eventsv1.LeadScored{FitScore: score.Fit, EngagementScore: score.Engagement,
+			TotalScore: score.Total, Grade: score.Grade, ModelVersion: version})
 	}
-	lead.ModelID, lead.ModelVersion = l.ID, l.Version
-	lead.FitMilli, lead.EngagementMilli, lead.TotalMilli, lead.Grade = score.FitMilli, score.EngagementMilli, score.TotalMilli, score.Grade
-	lead.AboveThreshold, lead.ScoreTime = above, &now
-	return res, tx.SaveLead(ctx, *lead)
+	n := &out.Lead
+	n.ModelID, n.ModelVersion = l.ID, l.Version
+	n.FitMilli, n.EngagementMilli, n.TotalMilli, n.Grade = score.FitMilli, score.EngagementMilli, score.TotalMilli, score.Grade
+	n.AboveThreshold, n.ScoreTime = above, &now
+	return out
 }
 
 // Event handlers lock the lead before they read the live model: a rescore

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,8 +53,6 @@ type Store struct {
 	pub  *outbox.Publisher
 	q    querier
 	tx   pgx.Tx // nil outside a transaction
-	// batch, when set, collects the writes of Deferred.
-	batch *pgx.Batch
 }
 
 // New returns a Store over pool, whose search_path must be Schema; pub
@@ -86,56 +86,101 @@ func (s *Store) Publish(ctx context.Context, workspace, lead string, payload pro
 	if s.tx == nil {
 		return errors.New("publish outside a transaction")
 	}
-	var tx pgx.Tx = s.tx
-	if s.batch != nil {
-		tx = batchingTx{Tx: s.tx, batch: s.batch}
-	}
-	_, err := s.pub.Publish(ctx, tx, workspace, lead, payload)
+	_, err := s.pub.Publish(ctx, s.tx, workspace, lead, payload)
 	return err
 }
 
-// Deferred implements scoring.Store.
-func (s *Store) Deferred(ctx context.Context, fn func(scoring.Store) error) error {
+// SaveRescored implements scoring.Store. The leads' score columns are
+// written by one UPDATE over arrays and their crossings by one INSERT, sent
+// together; the events go in with one more INSERT and a single NOTIFY. No
+// indexed column changes unless the whole-point total does, so most of
+// these updates are HOT (see the table's fillfactor).
+func (s *Store) SaveRescored(ctx context.Context, workspace string, rs []scoring.Rescored) error {
 	if s.tx == nil {
-		return errors.New("deferred writes outside a transaction")
+		return errors.New("save rescored leads outside a transaction")
 	}
-	d := &Store{pool: s.pool, pub: s.pub, q: s.q, tx: s.tx, batch: &pgx.Batch{}}
-	if err := fn(d); err != nil {
-		return err
-	}
-	if d.batch.Len() == 0 {
+	if len(rs) == 0 {
 		return nil
 	}
-	if err := s.tx.SendBatch(ctx, d.batch).Close(); err != nil {
-		return fmt.Errorf("send deferred writes: %w", err)
+	n := len(rs)
+	var (
+		ids, modelIDs, grades = make([]string, n), make([]string, n), make([]string, n)
+		versions, fits, engs  = make([]int64, n), make([]int64, n), make([]int64, n)
+		totals, scores        = make([]int64, n), make([]int64, n)
+		above                 = make([]bool, n)
+		scoreTimes            = make([]*time.Time, n)
+		qReasons              = make([]*int16, n)
+		qTimes                = make([]*time.Time, n)
+		qTotals, qVersions    = make([]*int64, n), make([]*int64, n)
+		qActs                 = make([]*string, n)
+		cLeads                []string
+		cUps                  []bool
+		cTimes                []time.Time
+		cTotals, cVersions    []int64
+		msgs                  []outbox.Message
+	)
+	for i := range rs {
+		l := &rs[i].Lead
+		ids[i], modelIDs[i], grades[i] = l.ID, l.ModelID, l.Grade
+		versions[i], fits[i], engs[i], totals[i] = l.ModelVersion, l.FitMilli, l.EngagementMilli, l.TotalMilli
+		scores[i], above[i], scoreTimes[i] = scoring.WholePoints(l.TotalMilli), l.AboveThreshold, l.ScoreTime
+		if q := l.Qualification; q != nil {
+			r := int16(q.Reason)
+			qReasons[i], qTimes[i], qTotals[i], qVersions[i], qActs[i] = &r, &q.Time, &q.TotalScore, &q.ModelVersion, &q.Activity
+		}
+		if c := rs[i].Crossing; c != nil {
+			cLeads, cUps, cTimes = append(cLeads, l.ID), append(cUps, c.Up), append(cTimes, c.Time)
+			cTotals, cVersions = append(cTotals, c.TotalScore), append(cVersions, c.ModelVersion)
+		}
+		for _, ev := range rs[i].Events {
+			msgs = append(msgs, outbox.Message{Workspace: workspace, Lead: l.ID, Payload: ev})
+		}
+	}
+	// The id range keeps the join to the batch's leads whatever plan the
+	// server picks; without it, it may hash-join against every lead of the
+	// workspace, once per batch.
+	const qLeads = `
+UPDATE leads AS l
+   SET model_id = u.model_id, model_version = u.model_version, fit_milli = u.fit_milli,
+       engagement_milli = u.engagement_milli, total_milli = u.total_milli, total_score = u.total_score,
+       grade = u.grade, above_threshold = u.above_threshold, score_time = u.score_time,
+       qualify_reason = u.qualify_reason, qualify_time = u.qualify_time, qualify_total = u.qualify_total,
+       qualify_model_version = u.qualify_model_version, qualify_activity = u.qualify_activity
+  FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+              $9::text[], $10::boolean[], $11::timestamptz[], $12::smallint[], $13::timestamptz[],
+              $14::bigint[], $15::bigint[], $16::text[])
+    AS u (id, model_id, model_version, fit_milli, engagement_milli, total_milli, total_score, grade,
+          above_threshold, score_time, qualify_reason, qualify_time, qualify_total, qualify_model_version,
+          qualify_activity)
+ WHERE l.workspace_id = $1 AND l.id = u.id AND l.id BETWEEN $17 AND $18`
+	const qCrossings = `
+INSERT INTO threshold_crossings (workspace_id, lead_id, up, cross_time, total_score, model_version)
+SELECT $1, lead_id, up, cross_time, total_score, model_version
+  FROM unnest($2::text[], $3::boolean[], $4::timestamptz[], $5::bigint[], $6::bigint[])
+    AS c (lead_id, up, cross_time, total_score, model_version)`
+	b := &pgx.Batch{}
+	var updated int64
+	b.Queue(qLeads, workspace, ids, modelIDs, versions, fits, engs, totals, scores, grades, above, scoreTimes,
+		qReasons, qTimes, qTotals, qVersions, qActs, slices.Min(ids), slices.Max(ids)).Exec(func(tag pgconn.CommandTag) error {
+		updated = tag.RowsAffected()
+		return nil
+	})
+	if len(cLeads) > 0 {
+		b.Queue(qCrossings, workspace, cLeads, cUps, cTimes, cTotals, cVersions)
+	}
+	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save rescored leads: %w", err)
+	}
+	if updated != int64(n) {
+		// The leads are locked, so this is a caller's mistake, not a race.
+		return fmt.Errorf("save rescored leads: %d of %d leads found", updated, n)
+	}
+	if len(msgs) > 0 {
+		if _, err := s.pub.PublishAll(ctx, s.tx, msgs); err != nil {
+			return err
+		}
 	}
 	return nil
-}
-
-// batchingTx queues the statements the outbox publisher executes instead
-// of running them one round trip each. Their results are only checked for
-// errors, which surface when the batch is sent; any other method runs on
-// the transaction at once, which is still correct, only not batched.
-type batchingTx struct {
-	pgx.Tx
-	batch *pgx.Batch
-}
-
-func (b batchingTx) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	b.batch.Queue(sql, args...)
-	return pgconn.CommandTag{}, nil
-}
-
-// exec runs a write at once, or queues it under Deferred, where the row is
-// known to exist (its lead is locked); it reports the rows affected, or 1
-// when queued.
-func (s *Store) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	if s.batch != nil {
-		s.batch.Queue(q, args...)
-		return 1, nil
-	}
-	tag, err := s.q.Exec(ctx, q, args...)
-	return tag.RowsAffected(), err
 }
 
 // EnsureWorkspace implements scoring.Store.
@@ -451,13 +496,13 @@ UPDATE leads
        qualify_reason = $14, qualify_time = $15, qualify_total = $16, qualify_model_version = $17,
        qualify_activity = $18, outcome = $19, outcome_time = $20
  WHERE workspace_id = $1 AND id = $2`
-	n, err := s.exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
+	tag, err := s.q.Exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
 		l.EngagementMilli, l.TotalMilli, scoring.WholePoints(l.TotalMilli), l.Grade, l.AboveThreshold, l.ScoreTime,
 		qr, qt, qTotal, qVersion, qAct, outcome, l.OutcomeTime)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if tag.RowsAffected() == 0 {
 		return scoring.ErrLeadNotFound
 	}
 	return nil
@@ -556,26 +601,6 @@ ON CONFLICT (workspace_id, id) DO NOTHING`
 	return tag.RowsAffected() == 1, nil
 }
 
-type activityRow struct {
-	LeadID     string    `db:"lead_id"`
-	ID         string    `db:"id"`
-	Type       int16     `db:"type"`
-	URL        string    `db:"url"`
-	ContentID  string    `db:"content_id"`
-	Properties []byte    `db:"properties"`
-	OccurTime  time.Time `db:"occur_time"`
-}
-
-func (r activityRow) toDomain() (scoring.Activity, error) {
-	a := scoring.Activity{ID: r.ID, Type: typesv1.ActivityType(r.Type), URL: r.URL, ContentID: r.ContentID, OccurTime: r.OccurTime}
-	if len(r.Properties) > 0 {
-		if err := json.Unmarshal(r.Properties, &a.Properties); err != nil {
-			return a, fmt.Errorf("decode activity properties: %w", err)
-		}
-	}
-	return a, nil
-}
-
 // Activities implements scoring.Store.
 func (s *Store) Activities(ctx context.Context, workspace, lead string) ([]scoring.Activity, error) {
 	m, err := s.ActivitiesOf(ctx, workspace, []string{lead})
@@ -587,23 +612,83 @@ func (s *Store) ActivitiesOf(ctx context.Context, workspace string, leads []stri
 	const q = `
 SELECT lead_id, id, type, url, content_id, properties, occur_time
   FROM activities
- WHERE workspace_id = $1 AND lead_id = ANY($2)
- ORDER BY lead_id, occur_time, id`
-	rows, err := s.q.Query(ctx, q, workspace, leads)
+ WHERE workspace_id = $1 AND lead_id = ANY($2)`
+	return s.activities(ctx, q, workspace, leads)
+}
+
+// ActivitiesBetween implements scoring.Store. A range of the index beats
+// probing it once per lead.
+func (s *Store) ActivitiesBetween(ctx context.Context, workspace, after, last string) (map[string][]scoring.Activity, error) {
+	const q = `
+SELECT lead_id, id, type, url, content_id, properties, occur_time
+  FROM activities
+ WHERE workspace_id = $1 AND lead_id > $2 AND lead_id <= $3`
+	return s.activities(ctx, q, workspace, after, last)
+}
+
+// activities reads the rows of q, grouped by lead in occur_time order. They
+// are scanned by hand and sorted here rather than by the server: rescoring
+// reads ten million of them, and reflection and a server-side sort on text
+// keys were most of that read's cost.
+func (s *Store) activities(ctx context.Context, q string, args ...any) (map[string][]scoring.Activity, error) {
+	rows, err := s.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := pgx.CollectRows(rows, pgx.RowToStructByName[activityRow])
-	if err != nil {
+	defer rows.Close()
+	// One backing array for all rows, cut into a slice per lead, rather
+	// than a slice grown per lead.
+	var (
+		all    []scoring.Activity
+		owners []string
+		lead   string
+		typ    int16
+		props  []byte
+	)
+	for rows.Next() {
+		var a scoring.Activity
+		if err := rows.Scan(nil, &a.ID, &typ, &a.URL, &a.ContentID, &props, &a.OccurTime); err != nil {
+			return nil, err
+		}
+		a.Type = typesv1.ActivityType(typ)
+		if len(props) > 0 {
+			if err := json.Unmarshal(props, &a.Properties); err != nil {
+				return nil, fmt.Errorf("decode activity properties: %w", err)
+			}
+		}
+		// Rows come grouped by lead in practice (an index scan), so the
+		// lead id is only copied out of the row when it changes.
+		if raw := rows.RawValues()[0]; len(owners) == 0 || string(raw) != lead {
+			lead = string(raw)
+		}
+		all, owners = append(all, a), append(owners, lead)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	out := map[string][]scoring.Activity{}
-	for _, r := range rs {
-		a, err := r.toDomain()
-		if err != nil {
-			return nil, err
+	for start := 0; start < len(all); {
+		end := start + 1
+		for end < len(all) && owners[end] == owners[start] {
+			end++
 		}
-		out[r.LeadID] = append(out[r.LeadID], a)
+		// The full slice expression caps each run, so appending another
+		// run of the same lead (rows not grouped) copies instead of
+		// overwriting the next lead's.
+		if prev, ok := out[owners[start]]; ok {
+			out[owners[start]] = append(prev, all[start:end]...)
+		} else {
+			out[owners[start]] = all[start:end:end]
+		}
+		start = end
+	}
+	for _, acts := range out {
+		slices.SortFunc(acts, func(a, b scoring.Activity) int {
+			if c := a.OccurTime.Compare(b.OccurTime); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
 	}
 	return out, nil
 }
@@ -620,7 +705,7 @@ func (s *Store) AddCrossing(ctx context.Context, workspace, lead string, c scori
 	const q = `
 INSERT INTO threshold_crossings (workspace_id, lead_id, up, cross_time, total_score, model_version)
 VALUES ($1, $2, $3, $4, $5, $6)`
-	_, err := s.exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
+	_, err := s.q.Exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
 	return err
 }
 
