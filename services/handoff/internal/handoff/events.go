@@ -48,6 +48,11 @@ func (s *Service) HandleEvent(ctx context.Context, tx Tx, ev *eventsv1.Event, pa
 	if c.Facts == nil {
 		c.Facts = &handoffv1.RoutingLead{}
 	}
+	// The capture's trace is the lead's origin; until it arrives, the
+	// earliest trace heard of stands in.
+	if _, captured := payload.(*eventsv1.LeadCaptured); (captured || c.OriginTraceparent == "") && ev.GetTraceparent() != "" {
+		c.OriginTraceparent = ev.GetTraceparent()
+	}
 	newer := func(at *time.Time) bool { return at == nil || !occur.Before(*at) }
 	var qualified bool
 	switch p := payload.(type) {

@@ -415,6 +415,11 @@ func (s *Service) GetHandoff(ctx context.Context, workspace, id string) (Handoff
 	return s.store.GetHandoff(ctx, workspace, id, false)
 }
 
+// LeadOrigin returns the traceparent of the lead's capture, "" if unknown.
+func (s *Service) LeadOrigin(ctx context.Context, workspace, lead string) (string, error) {
+	return s.store.LeadOrigin(ctx, workspace, lead)
+}
+
 // GetLeadHandoff returns the lead's latest handoff.
 func (s *Service) GetLeadHandoff(ctx context.Context, workspace, lead string) (Handoff, error) {
 	h, ok, err := s.store.LatestHandoff(ctx, workspace, lead, false)

@@ -51,6 +51,8 @@ type LeadCopy struct {
 	AttributesTime *time.Time
 	ScoreTime      *time.Time
 	StageTime      *time.Time
+	// OriginTraceparent is the trace context of the lead's capture.
+	OriginTraceparent string
 }
 
 // Tx is what the domain does with the database.
@@ -90,6 +92,8 @@ type Tx interface {
 	// locked until the transaction ends; erased is true for an erased lead.
 	LockLead(ctx context.Context, workspace, id string) (c LeadCopy, erased bool, err error)
 	PutLead(ctx context.Context, c LeadCopy) error
+	// LeadOrigin returns the traceparent of the lead's capture, "" if unknown.
+	LeadOrigin(ctx context.Context, workspace, id string) (string, error)
 	// EraseLead deletes everything about a lead and remembers it was erased.
 	EraseLead(ctx context.Context, workspace, id string, at time.Time) error
 	// MoveLead moves the loser's handoffs to the survivor and drops the

@@ -8,6 +8,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/page"
+	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/handoff/internal/convert"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
 )
@@ -122,6 +123,7 @@ func (s *Server) AcceptHandoff(ctx context.Context, req *handoffv1.AcceptHandoff
 	if err != nil {
 		return nil, err
 	}
+	s.linkToLead(ctx, h)
 	return &handoffv1.AcceptHandoffResponse{Handoff: convert.Handoff(h)}, nil
 }
 
@@ -135,6 +137,7 @@ func (s *Server) RejectHandoff(ctx context.Context, req *handoffv1.RejectHandoff
 	if err != nil {
 		return nil, err
 	}
+	s.linkToLead(ctx, h)
 	return &handoffv1.RejectHandoffResponse{Handoff: convert.Handoff(h)}, nil
 }
 
@@ -152,5 +155,16 @@ func (s *Server) AssignHandoff(ctx context.Context, req *handoffv1.AssignHandoff
 	if err != nil {
 		return nil, err
 	}
+	s.linkToLead(ctx, h)
 	return &handoffv1.AssignHandoffResponse{Handoff: convert.Handoff(h)}, nil
+}
+
+// linkToLead links the span of a sales action, which comes days after the
+// capture in a request of its own, to the lead's capture trace.
+func (s *Server) linkToLead(ctx context.Context, h handoff.Handoff) {
+	origin, err := s.svc.LeadOrigin(ctx, h.Workspace, h.Lead)
+	if err != nil {
+		return // tracing is best effort; the action itself succeeded
+	}
+	telemetry.LinkToLead(ctx, h.Workspace, h.Lead, origin)
 }

@@ -50,11 +50,11 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 		return handoff.LeadCopy{}, false, err
 	}
 	const q = `
-SELECT facts, attributes_time, score_time, stage_time FROM leads
+SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM leads
  WHERE workspace_id = $1 AND id = $2 FOR UPDATE`
 	c := handoff.LeadCopy{Workspace: workspace, ID: id}
 	var facts []byte
-	if err := s.q().QueryRow(ctx, q, workspace, id).Scan(&facts, &c.AttributesTime, &c.ScoreTime, &c.StageTime); err != nil {
+	if err := s.q().QueryRow(ctx, q, workspace, id).Scan(&facts, &c.AttributesTime, &c.ScoreTime, &c.StageTime, &c.OriginTraceparent); err != nil {
 		return handoff.LeadCopy{}, false, err
 	}
 	f, err := unmarshalFacts(facts)
@@ -68,10 +68,21 @@ SELECT facts, attributes_time, score_time, stage_time FROM leads
 // PutLead implements handoff.Tx.
 func (s *Store) PutLead(ctx context.Context, c handoff.LeadCopy) error {
 	const q = `
-UPDATE leads SET facts = $3, attributes_time = $4, score_time = $5, stage_time = $6
+UPDATE leads SET facts = $3, attributes_time = $4, score_time = $5, stage_time = $6, origin_traceparent = $7
  WHERE workspace_id = $1 AND id = $2`
-	_, err := s.q().Exec(ctx, q, c.Workspace, c.ID, marshalFacts(c.Facts), c.AttributesTime, c.ScoreTime, c.StageTime)
+	_, err := s.q().Exec(ctx, q, c.Workspace, c.ID, marshalFacts(c.Facts), c.AttributesTime, c.ScoreTime, c.StageTime, c.OriginTraceparent)
 	return err
+}
+
+// LeadOrigin implements handoff.Tx.
+func (s *Store) LeadOrigin(ctx context.Context, workspace, id string) (string, error) {
+	const q = `SELECT origin_traceparent FROM leads WHERE workspace_id = $1 AND id = $2`
+	var origin string
+	err := s.q().QueryRow(ctx, q, workspace, id).Scan(&origin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return origin, err
 }
 
 // EraseLead implements handoff.Tx. Handoffs go with their assignments,
