@@ -115,34 +115,35 @@ func Compile(r Rules) (*Program, error) {
 		return i
 	}
 	var engagementTypes, exclusionTypes []typeSet
-	compile := func(field, id, src string, ts *[]typeSet) cel.Program {
-		prg, set, msg := compileCondition(env, src)
+	var engagementExact, exclusionExact []bool
+	compile := func(field, id, src string, ts *[]typeSet, exact *[]bool) cel.Program {
+		prg, set, only, msg := compileCondition(env, src)
 		if msg != "" {
 			fail(field, fmt.Sprintf("rule %q: %s", id, msg))
 		}
 		if ts != nil {
-			*ts = append(*ts, set)
+			*ts, *exact = append(*ts, set), append(*exact, only)
 		}
 		return prg
 	}
 	for i, rule := range r.FitRules {
 		f := fmt.Sprintf("fit_rules[%d]", i)
-		p.fit = append(p.fit, compile(f+".condition", rule.ID, rule.Condition, nil))
+		p.fit = append(p.fit, compile(f+".condition", rule.ID, rule.Condition, nil, nil))
 		p.fitGroup = append(p.fitGroup, groupIndex(f+".group", rule.Group, ComponentFit))
 	}
 	for i, rule := range r.EngagementRules {
 		f := fmt.Sprintf("engagement_rules[%d]", i)
-		p.engagement = append(p.engagement, compile(f+".condition", rule.ID, rule.Condition, &engagementTypes))
+		p.engagement = append(p.engagement, compile(f+".condition", rule.ID, rule.Condition, &engagementTypes, &engagementExact))
 		p.engagementGroup = append(p.engagementGroup, groupIndex(f+".group", rule.Group, ComponentEngagement))
 		if rule.Decay.HalfLife < 0 || rule.Decay.Window < 0 || (rule.Decay.HalfLife > 0 && rule.Decay.Window > 0) {
 			fail(f+".decay", "set either a positive half_life or a positive window")
 		}
 	}
 	for i, rule := range r.ExclusionRules {
-		p.exclusion = append(p.exclusion, compile(fmt.Sprintf("exclusion_rules[%d].condition", i), rule.ID, rule.Condition, &exclusionTypes))
+		p.exclusion = append(p.exclusion, compile(fmt.Sprintf("exclusion_rules[%d].condition", i), rule.ID, rule.Condition, &exclusionTypes, &exclusionExact))
 	}
-	p.engagementIndex = newRuleIndex(engagementTypes)
-	p.exclusionIndex = newRuleIndex(exclusionTypes)
+	p.engagementIndex = newRuleIndex(engagementTypes, engagementExact)
+	p.exclusionIndex = newRuleIndex(exclusionTypes, exclusionExact)
 	for i := 1; i < len(r.GradeBands); i++ {
 		if r.GradeBands[i].MinScore >= r.GradeBands[i-1].MinScore {
 			fail(fmt.Sprintf("grade_bands[%d].min_score", i), "grade bands must be best first, with strictly decreasing min_score")
@@ -159,23 +160,24 @@ func Compile(r Rules) (*Program, error) {
 	return p, nil
 }
 
-// compileCondition returns the program for src and the activity types it
-// may hold for, or a message naming the line:column of the first problem.
-func compileCondition(env *cel.Env, src string) (cel.Program, typeSet, string) {
+// compileCondition returns the program for src, the activity types it may
+// hold for and whether the type alone decides it, or a message naming the
+// line:column of the first problem.
+func compileCondition(env *cel.Env, src string) (cel.Program, typeSet, bool, string) {
 	ast, iss := env.Compile(src)
 	if iss.Err() != nil {
 		e := iss.Errors()[0]
-		return nil, nil, fmt.Sprintf("%d:%d: %s", e.Location.Line(), e.Location.Column()+1, e.Message)
+		return nil, nil, false, fmt.Sprintf("%d:%d: %s", e.Location.Line(), e.Location.Column()+1, e.Message)
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, nil, fmt.Sprintf("1:1: condition must be of type bool, not %s", ast.OutputType())
+		return nil, nil, false, fmt.Sprintf("1:1: condition must be of type bool, not %s", ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
-		return nil, nil, fmt.Sprintf("1:1: cannot estimate cost: %v", err)
+		return nil, nil, false, fmt.Sprintf("1:1: cannot estimate cost: %v", err)
 	}
 	if est.Max > MaxEstimatedCost {
-		return nil, nil, fmt.Sprintf("1:1: condition is too expensive: worst-case cost %d exceeds %d", est.Max, MaxEstimatedCost)
+		return nil, nil, false, fmt.Sprintf("1:1: condition is too expensive: worst-case cost %d exceeds %d", est.Max, MaxEstimatedCost)
 	}
 	prg, err := env.Program(ast,
 		// Precompiles constant regexes and folds constants: conditions are
@@ -183,9 +185,9 @@ func compileCondition(env *cel.Env, src string) (cel.Program, typeSet, string) {
 		cel.EvalOptions(cel.OptOptimize),
 	)
 	if err != nil {
-		return nil, nil, fmt.Sprintf("1:1: %v", err)
+		return nil, nil, false, fmt.Sprintf("1:1: %v", err)
 	}
-	return prg, activityTypes(ast.NativeRep()), ""
+	return prg, activityTypes(ast.NativeRep()), typeOnly(ast.NativeRep()), ""
 }
 
 // sizeEstimator bounds the size of the variables' strings and maps, so the
@@ -319,17 +321,31 @@ type Match struct {
 
 // MatchActivity evaluates the exclusion and engagement rules against one
 // activity of the lead.
+//
+// Conditions that test only the activity's type are answered by the index
+// without evaluation, and the activity is converted for CEL only when some
+// condition needs it.
 func (p *Program) MatchActivity(lead Facts, a Activity) Match {
-	act := &activation{lead: lead.val, activity: activityValue(a)}
 	m := Match{Activity: a}
-	for _, i := range p.exclusionIndex.rules(int(a.Type)) {
-		if holds(p.exclusion[i], act) {
+	t := int(a.Type)
+	var act *activation
+	test := func(ix *ruleIndex, prgs []cel.Program, i int) bool {
+		if ok, decided := ix.decided(i, t); decided {
+			return ok
+		}
+		if act == nil {
+			act = &activation{lead: lead.val, activity: activityValue(a)}
+		}
+		return holds(prgs[i], act)
+	}
+	for _, i := range p.exclusionIndex.rules(t) {
+		if test(&p.exclusionIndex, p.exclusion, i) {
 			m.Excluded = true
 			return m
 		}
 	}
-	for _, i := range p.engagementIndex.rules(int(a.Type)) {
-		if holds(p.engagement[i], act) {
+	for _, i := range p.engagementIndex.rules(t) {
+		if test(&p.engagementIndex, p.engagement, i) {
 			m.Rules = append(m.Rules, i)
 		}
 	}

@@ -87,6 +87,33 @@ func typesOf(a *celast.AST, e celast.Expr) typeSet {
 	return nil
 }
 
+// typeOnly reports whether a checked condition tests nothing but the
+// activity's type, so that the set activityTypes returns decides it
+// exactly and it need not be evaluated: `activity.type == X`, `in`, and
+// `&&` or `||` of those.
+func typeOnly(a *celast.AST) bool {
+	return isTypeTest(a, a.Expr())
+}
+
+func isTypeTest(a *celast.AST, e celast.Expr) bool {
+	if e.Kind() != celast.CallKind {
+		return false
+	}
+	call := e.AsCall()
+	switch call.FunctionName() {
+	case operators.LogicalAnd, operators.LogicalOr:
+		for _, arg := range call.Args() {
+			if !isTypeTest(a, arg) {
+				return false
+			}
+		}
+		return true
+	case operators.Equals, operators.In:
+		return typesOf(a, e) != nil
+	}
+	return false
+}
+
 func single(n int64) typeSet {
 	if n < 0 || n >= numActivityTypes {
 		return nil
@@ -124,15 +151,21 @@ func constInt(a *celast.AST, e celast.Expr) (int64, bool) {
 }
 
 // ruleIndex lists, per activity type, the rules that may hold for it, in
-// model order.
+// model order, and knows the rules that test the type alone.
 type ruleIndex struct {
 	byType [numActivityTypes][]int
 	all    []int
+	// exact[i] is rule i's type set when its condition tests nothing but
+	// the type, else nil.
+	exact []typeSet
 }
 
-func newRuleIndex(sets []typeSet) ruleIndex {
-	var ix ruleIndex
+func newRuleIndex(sets []typeSet, exact []bool) ruleIndex {
+	ix := ruleIndex{exact: make([]typeSet, len(sets))}
 	for i, s := range sets {
+		if exact[i] {
+			ix.exact[i] = s
+		}
 		ix.all = append(ix.all, i)
 		for t := range numActivityTypes {
 			if s == nil || s[t] {
@@ -148,4 +181,14 @@ func (ix *ruleIndex) rules(t int) []int {
 		return ix.all
 	}
 	return ix.byType[t]
+}
+
+// decided reports whether rule i holds for activity type t when its type
+// alone decides it (ok), without evaluating the condition.
+func (ix *ruleIndex) decided(i, t int) (holds, ok bool) {
+	s := ix.exact[i]
+	if s == nil {
+		return false, false
+	}
+	return t >= 0 && t < numActivityTypes && s[t], true
 }
