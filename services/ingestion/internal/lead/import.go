@@ -4,15 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/leadflow/leadflow/pkg/apperr"
 )
 
-// Import limits.
+// Import limits and tuning.
 const (
 	// ImportBatchSize is how many good rows one transaction stores.
-	ImportBatchSize = 500
+	ImportBatchSize = 1000
+	// ImportWriters is how many batches of one import are stored at once,
+	// each in its own transaction. Rows are spread over the writers by
+	// email, so the rows of one email are stored in file order.
+	ImportWriters = 2
 	// MaxImportRows bounds the rows of one import stream.
 	MaxImportRows = 100_000
 	// MaxImportErrors bounds the row errors an import reports; failed rows
@@ -42,15 +49,33 @@ type ImportSummary struct {
 // commit as they fill, so an import that fails halfway keeps the rows of
 // its committed batches; re-running it is safe, as captures deduplicate by
 // email.
+//
+// Rows are spread over ImportWriters writers by email, each storing its
+// batches in order while the next rows are read and validated: the database
+// works on several batches at once, and the rows of one email still apply in
+// file order. An Import is used by one goroutine; call Finish, or Close to
+// give up.
 type Import struct {
-	svc      *Service
-	ws       string
-	source   string
-	campaign string
-	rows     int
-	maxRows  int
-	batch    []Capture
-	summary  ImportSummary
+	svc       *Service
+	ws        string
+	source    string
+	campaign  string
+	rows      int
+	maxRows   int
+	batchSize int
+	pending   [][]Capture // per writer, not yet handed over
+	writers   []*importWriter
+	group     *errgroup.Group
+	groupCtx  context.Context
+	cancel    context.CancelFunc
+	err       error // the writers' failure, which ends the import
+	summary   ImportSummary
+}
+
+// importWriter stores the batches of one share of the emails, in order.
+type importWriter struct {
+	batches          chan []Capture
+	created, updated int64 // read after the group is done
 }
 
 // NewImport starts an import into workspace ws. source and campaign apply
@@ -71,12 +96,15 @@ func (s *Service) NewImport(ws, source, campaign string) (*Import, error) {
 	if source == "" {
 		source = DefaultImportSource
 	}
-	return &Import{svc: s, ws: ws, source: source, campaign: campaign, maxRows: MaxImportRows}, nil
+	return &Import{
+		svc: s, ws: ws, source: source, campaign: campaign, maxRows: MaxImportRows,
+		batchSize: ImportBatchSize, pending: make([][]Capture, ImportWriters),
+	}, nil
 }
 
-// Add validates one row and queues it, storing a full batch. It fails only
-// for a broken import (too many rows, a storage failure), never for a bad
-// row.
+// Add validates one row and queues it, handing a full batch to its writer.
+// It fails only for a broken import (too many rows, a storage failure),
+// never for a bad row.
 func (im *Import) Add(ctx context.Context, line int64, l Lead) error {
 	im.rows++
 	if im.rows > im.maxRows {
@@ -92,11 +120,94 @@ func (im *Import) Add(ctx context.Context, line int64, l Lead) error {
 		im.Reject(line, err)
 		return nil
 	}
-	im.batch = append(im.batch, Capture{Lead: l, Channel: ChannelImport})
-	if len(im.batch) >= ImportBatchSize {
-		return im.flush(ctx)
+	w := writerOf(l.Email, len(im.pending))
+	im.pending[w] = append(im.pending[w], Capture{Lead: l, Channel: ChannelImport})
+	if len(im.pending[w]) >= im.batchSize {
+		return im.hand(ctx, w)
 	}
 	return nil
+}
+
+// writerOf spreads emails over n writers (FNV-1a).
+func writerOf(email string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(email))
+	return int(h.Sum32() % uint32(n))
+}
+
+// start runs the writers, once, under ctx.
+func (im *Import) start(ctx context.Context) {
+	if im.group != nil {
+		return
+	}
+	ctx, im.cancel = context.WithCancel(ctx)
+	im.group, im.groupCtx = errgroup.WithContext(ctx)
+	im.writers = make([]*importWriter, len(im.pending))
+	for i := range im.writers {
+		// One batch may wait while the writer stores the one before it.
+		w := &importWriter{batches: make(chan []Capture, 1)}
+		im.writers[i] = w
+		im.group.Go(func() error { return im.write(im.groupCtx, w) })
+	}
+}
+
+// write stores w's batches in order until they end or one fails.
+func (im *Import) write(ctx context.Context, w *importWriter) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case batch, ok := <-w.batches:
+			if !ok {
+				return nil
+			}
+			outs, err := im.svc.store.Capture(ctx, im.ws, batch)
+			if err != nil {
+				return err
+			}
+			for _, o := range outs {
+				if o.Created {
+					w.created++
+				} else {
+					w.updated++
+				}
+			}
+		}
+	}
+}
+
+// hand gives writer w its pending batch. When a writer has failed, it
+// returns that writer's error.
+func (im *Import) hand(ctx context.Context, w int) error {
+	if im.err != nil {
+		return im.err
+	}
+	batch := im.pending[w]
+	if len(batch) == 0 {
+		return nil
+	}
+	im.start(ctx)
+	im.pending[w] = make([]Capture, 0, im.batchSize)
+	select {
+	case im.writers[w].batches <- batch:
+		return nil
+	case <-im.groupCtx.Done():
+		return im.stop()
+	}
+}
+
+// stop ends the writers and returns the first error of any.
+func (im *Import) stop() error {
+	if im.group == nil {
+		return nil
+	}
+	for _, w := range im.writers {
+		close(w.batches)
+	}
+	im.err = im.group.Wait()
+	im.cancel()
+	im.group = nil
+	return im.err
 }
 
 // Reject counts a row as failed and reports why: its first field violation,
@@ -123,29 +234,31 @@ func (im *Import) Reject(line int64, err error) {
 	im.summary.Errors = append(im.summary.Errors, ie)
 }
 
-func (im *Import) flush(ctx context.Context) error {
-	if len(im.batch) == 0 {
-		return nil
-	}
-	outs, err := im.svc.store.Capture(ctx, im.ws, im.batch)
-	if err != nil {
-		return err
-	}
-	for _, o := range outs {
-		if o.Created {
-			im.summary.Created++
-		} else {
-			im.summary.Updated++
+// Finish stores the remaining rows and returns the summary once every
+// batch is stored.
+func (im *Import) Finish(ctx context.Context) (ImportSummary, error) {
+	for w := range im.pending {
+		if err := im.hand(ctx, w); err != nil {
+			return ImportSummary{}, err
 		}
 	}
-	im.batch = im.batch[:0]
-	return nil
-}
-
-// Finish stores the last batch and returns the summary.
-func (im *Import) Finish(ctx context.Context) (ImportSummary, error) {
-	if err := im.flush(ctx); err != nil {
+	writers := im.writers
+	if err := im.stop(); err != nil {
 		return ImportSummary{}, err
 	}
+	for _, w := range writers {
+		im.summary.Created += w.created
+		im.summary.Updated += w.updated
+	}
 	return im.summary, nil
+}
+
+// Close gives up an unfinished import: batches not yet committed are
+// abandoned, and Close returns once no writer runs. It is safe after Finish.
+func (im *Import) Close() {
+	if im.group == nil {
+		return
+	}
+	im.cancel()
+	_ = im.stop()
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -381,17 +383,24 @@ func TestImportLeads(t *testing.T) {
 	})
 }
 
-// TestImportManyRows crosses several batches, with duplicates across them.
+// TestImportManyRows crosses several batches of each writer, with an email's
+// rows both within one batch and across batches: each email ends on one lead
+// holding its last row's values, with one history entry per row.
 func TestImportManyRows(t *testing.T) {
 	f := newFixture(t)
+	const emails, rows = 1500, 3000
+	email := func(i int) string { return fmt.Sprintf("bulk%d@bulk%d.example", i%emails, i%emails%7) }
+	// Some emails exist before the import, so batches mix new and known leads.
+	for i := range 50 {
+		f.create(t, f.acme, &ingestionv1.Lead{Email: email(i * 30), Title: "before"})
+	}
 	stream, err := f.client.ImportLeads(f.acme)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rows = 1234
 	for i := range rows {
 		if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{
-			Lead: &ingestionv1.Lead{Email: fmt.Sprintf("bulk%d@bulk%d.example", i%1000, i%1000%7), Title: fmt.Sprint(i)},
+			Lead: &ingestionv1.Lead{Email: email(i), Title: fmt.Sprint(i)},
 		}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -400,15 +409,86 @@ func TestImportManyRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Emails repeat every 1000 rows, in a later batch than their first.
-	if resp.GetCreated() != 1000 || resp.GetUpdated() != rows-1000 || resp.GetFailed() != 0 {
-		t.Fatalf("summary = %v, want 1000 created and %d updated", resp, rows-1000)
+	if resp.GetCreated() != emails-50 || resp.GetUpdated() != rows-emails+50 || resp.GetFailed() != 0 {
+		t.Fatalf("summary = %v, want %d created and %d updated", resp, emails-50, rows-emails+50)
 	}
-	if n := f.count(t, "leads"); n != 1000 {
-		t.Fatalf("%d leads, want 1000", n)
+	if n := f.count(t, "leads"); n != emails {
+		t.Fatalf("%d leads, want %d", n, emails)
 	}
 	if n := f.count(t, "accounts"); n != 7 {
 		t.Fatalf("%d accounts, want 7", n)
+	}
+	// Every email's second row is its last: its title must win.
+	var wrong int
+	if err := f.pool.QueryRow(t.Context(), `
+SELECT count(*) FROM leads
+ WHERE title <> (substring(email from 'bulk([0-9]+)@')::int + $1)::text`, emails).Scan(&wrong); err != nil {
+		t.Fatal(err)
+	}
+	if wrong != 0 {
+		t.Fatalf("%d leads do not hold their last row's title", wrong)
+	}
+	if n := f.count(t, "lead_changes"); n != rows+50 {
+		t.Fatalf("%d history entries, want %d", n, rows+50)
+	}
+	captured, updated := 0, 0
+	for _, ev := range f.events(t, "scoring") {
+		switch ev.GetType() {
+		case "leadflow.events.v1.LeadCaptured":
+			captured++
+		case "leadflow.events.v1.LeadUpdated":
+			updated++
+		}
+	}
+	// One LeadUpdated per imported batch that changed a known lead.
+	if captured != emails || updated < 50 {
+		t.Fatalf("%d LeadCaptured and %d LeadUpdated events, want %d and at least 50", captured, updated, emails)
+	}
+}
+
+// TestImportBrokenOff cancels an import while its batches are stored: the
+// stream fails, no writer is left behind, and running the import again
+// stores every row once.
+func TestImportBrokenOff(t *testing.T) {
+	f := newFixture(t)
+	const rows = 2500
+	send := func(stream grpc.ClientStreamingClient[ingestionv1.ImportLeadsRequest, ingestionv1.ImportLeadsResponse], i int) error {
+		return stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{
+			Lead: &ingestionv1.Lead{Email: fmt.Sprintf("cut%d@cut.example", i)},
+		}}})
+	}
+	ctx, cancel := context.WithCancel(f.acme)
+	stream, err := f.client.ImportLeads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if err := send(stream, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	_, err = stream.CloseAndRecv()
+	wantCode(t, err, codes.Canceled)
+
+	stream, err = f.client.ImportLeads(f.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if err := send(stream, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCreated()+resp.GetUpdated() != rows {
+		t.Fatalf("summary = %v, want %d rows stored", resp, rows)
+	}
+	if n := f.count(t, "leads"); n != rows {
+		t.Fatalf("%d leads, want %d", n, rows)
 	}
 }
 

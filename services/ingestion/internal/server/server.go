@@ -300,6 +300,12 @@ func (s *Server) ImportLeads(stream grpc.ClientStreamingServer[ingestionv1.Impor
 		return err
 	}
 	var im *lead.Import
+	defer func() {
+		// A stream that breaks off leaves no writer behind.
+		if im != nil {
+			im.Close()
+		}
+	}()
 	var rows int64
 	for first := true; ; first = false {
 		req, err := stream.Recv()
