@@ -66,8 +66,21 @@ build: ## Build every service and the leadflow CLI into bin/.
 vet: ## Run go vet over every module.
 	go vet $(MODULES)
 
+.PHONY: browser-deps
+browser-deps: ## Install Debian's Chromium for the browser test when it can; say whether that test runs.
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "browser test: runs with $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser test: installing Debian's chromium..."; \
+		if timeout 900 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium' >/dev/null 2>&1; then \
+			echo "browser test: runs with $$(command -v chromium)"; \
+		else echo "browser test: SKIPPED (chromium could not be installed)"; fi; \
+	else \
+		echo "browser test: SKIPPED (no chromium; install it, e.g. apt-get install chromium)"; \
+	fi
+
 .PHONY: test
-test: check-generated vet ## Run every module's tests with -race against a throwaway PostgreSQL.
+test: check-generated vet browser-deps ## Run every module's tests with -race against a throwaway PostgreSQL.
 	go test $(GO_TEST_FLAGS) $(MODULES)
 
 # --- run ---------------------------------------------------------------------
