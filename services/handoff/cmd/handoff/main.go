@@ -35,6 +35,9 @@ func main() {
 		Setup: func(_ context.Context, rt *service.Runtime) error {
 			a := app.New(rt.Pool, app.Options{Logger: rt.Logger})
 			a.Register(rt.Server)
+			if err := store.Instrument(rt.Pool); err != nil {
+				return err
+			}
 
 			lifecycle, err := rt.Dial(service.Lifecycle)
 			if err != nil {
