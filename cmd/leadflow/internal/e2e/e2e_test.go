@@ -206,6 +206,48 @@ func TestLeadPathAcrossServices(t *testing.T) {
 			}
 		}
 	})
+	t.Run("JSON and HTML posts of one person make one lead, and a reject recycles it", func(t *testing.T) {
+		const second = "charles.babbage@difference-engine.example"
+		code, body := s.Do(t, http.MethodPost, "/v1/forms/demo:submit", `{"fields":{"email":"  Charles.Babbage@Difference-Engine.example ","first_name":"Charles"}}`)
+		if code != 200 {
+			t.Fatalf("JSON form post = %d %s", code, body)
+		}
+		resp, err := http.PostForm(s.Gateway+"/v1/forms/demo:submit", url.Values{"email": {second}, "title": {"Inventor"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var leads []string
+		suitetest.Eventually(t, 30*time.Second, "the second person's lead", func() bool {
+			var list struct {
+				Leads []struct{ Name, Email, Title string } `json:"leads"`
+			}
+			getJSON(t, s, "/v1/leads?pageSize=100", &list)
+			leads = leads[:0]
+			for _, l := range list.Leads {
+				if l.Email == second && l.Title == "Inventor" {
+					leads = append(leads, l.Name)
+				}
+			}
+			return len(leads) > 0
+		})
+		if len(leads) != 1 {
+			t.Fatalf("%d leads for one person, want 1", len(leads))
+		}
+		var h handoff
+		suitetest.Eventually(t, 60*time.Second, "the second lead to be assigned", func() bool {
+			h = handoffOf(t, s, leads[0])
+			return h.State == "STATE_ASSIGNED"
+		})
+		if code, body := s.Do(t, http.MethodPost, "/v1/"+h.Name+":reject",
+			`{"etag":"`+h.Etag+`","reason":"not a buyer yet"}`); code != 200 {
+			t.Fatalf("reject = %d %s", code, body)
+		}
+		suitetest.Eventually(t, 60*time.Second, "the rejected lead to be recycled", func() bool {
+			return stageOf(t, s, leads[0]) == "STAGE_RECYCLED"
+		})
+	})
+
 }
 
 // servicesIn lists, sorted and comma-joined, the services with spans in trace.

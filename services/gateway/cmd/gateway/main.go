@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -131,43 +132,21 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddr,
-		Handler:           otelhttp.NewHandler(handler, "gateway"),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+	// The listener opens here, not in a goroutine, so a taken port fails
+	// start-up instead of racing it.
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
 	}
-	errc := make(chan error, 2)
-	metricsCtx, stopMetrics := context.WithCancel(ctx)
-	defer stopMetrics()
+	g, gctx := errgroup.WithContext(ctx)
 	if cfg.MetricsAddr != "" {
-		go func() {
-			if err := service.ServeMetrics(metricsCtx, cfg.MetricsAddr, registry, logger); err != nil {
-				errc <- err
-			}
-		}()
+		g.Go(func() error { return service.ServeMetrics(gctx, cfg.MetricsAddr, registry, logger) })
 	}
-	go func() {
-		logger.Info("http server listening", "addr", cfg.HTTPAddr, "tls", cfg.TLSCertFile != "")
-		if cfg.TLSCertFile != "" {
-			errc <- srv.ListenAndServeTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
-		} else {
-			errc <- srv.ListenAndServe()
-		}
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("http server shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
-	}
-	return nil
+	g.Go(func() error {
+		return gateway.Serve(gctx, lis, otelhttp.NewHandler(handler, "gateway"), gateway.ServeOptions{
+			Logger: logger, TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, ShutdownTimeout: cfg.ShutdownTimeout,
+		})
+	})
+	return g.Wait()
 }
