@@ -142,10 +142,14 @@ func (s *Service) rescoreBatch(ctx context.Context, careful bool) (bool, error) 
 	return worked, err
 }
 
+// rescoreChunk is how many decided leads are written at a time: the
+// writes of one chunk run while the next is being decided.
+const rescoreChunk = 250
+
 // rescoreAll rescores the job's next batch with batched reads and writes:
 // the leads are locked and read in one query, their activities in another,
-// their new scores are worked out on every core, and all of it is written
-// in one statement per table.
+// their new scores are worked out on every core, and each chunk of them is
+// written in one statement per table while the next chunk is worked out.
 func (s *Service) rescoreAll(ctx context.Context, tx Store, job *RescoreJob, l live) (int, error) {
 	leads, err := tx.LockLeadsAfter(ctx, job.Workspace, job.Cursor, s.batch)
 	if err != nil || len(leads) == 0 {
@@ -157,22 +161,45 @@ func (s *Service) rescoreAll(ctx context.Context, tx Store, job *RescoreJob, l l
 	}
 	now := s.Now()
 	out := make([]Rescored, len(leads))
-	// The programs are safe for concurrent use and decide touches no
-	// store; the database waits meanwhile, so every core can evaluate.
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(leads)/64))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(leads); i += workers {
-				out[i] = s.decide(&leads[i], acts[leads[i].ID], l, nil, now)
+	chunks := (len(leads) + rescoreChunk - 1) / rescoreChunk
+	decided := make(chan int, chunks)
+	stop := make(chan struct{})
+	var producer sync.WaitGroup
+	defer func() {
+		close(stop)
+		producer.Wait()
+	}()
+	// decide touches no store and the programs are safe for concurrent
+	// use, so every core evaluates while the database writes.
+	producer.Go(func() {
+		workers := runtime.GOMAXPROCS(0)
+		for c := range chunks {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-		})
-	}
-	wg.Wait()
-	// Every lead is stored, even with the same whole points: its score
-	// time, model version and milli-points move on.
-	if err := tx.SaveRescored(ctx, job.Workspace, out); err != nil {
-		return 0, err
+			lo, hi := c*rescoreChunk, min((c+1)*rescoreChunk, len(leads))
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					for i := lo + w; i < hi; i += workers {
+						out[i] = s.decide(&leads[i], acts[leads[i].ID], l, nil, now)
+					}
+				})
+			}
+			wg.Wait()
+			decided <- c
+		}
+	})
+	for range chunks {
+		c := <-decided
+		// Every lead is stored, even with the same whole points: its score
+		// time, model version and milli-points move on.
+		chunk := out[c*rescoreChunk : min((c+1)*rescoreChunk, len(leads))]
+		if err := tx.SaveRescored(ctx, job.Workspace, chunk); err != nil {
+			return 0, err
+		}
 	}
 	for i := range out {
 		job.count(out[i].res, nil)

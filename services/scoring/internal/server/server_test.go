@@ -72,8 +72,9 @@ func newFixture(t *testing.T) *fixture {
 	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
 	clk := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
-	// Small rescore batches, so a test's few hundred leads take several.
-	svc := scoring.NewService(st, scoring.WithClock(clk.Now), scoring.WithRescoreBatchSize(100))
+	// Small rescore batches, so a test's few hundred leads take two, the
+	// first written in two chunks.
+	svc := scoring.NewService(st, scoring.WithClock(clk.Now), scoring.WithRescoreBatchSize(300))
 	acme, globex := grpctest.NewKey(t), grpctest.NewKey(t)
 	conn := grpctest.Serve(t, grpctest.Options{
 		Policy: server.Policy,
@@ -395,7 +396,7 @@ func TestDuplicatedActivityDoesNotDoublePoints(t *testing.T) {
 func TestPublishedModelRescoresExistingLeads(t *testing.T) {
 	f := newFixture(t)
 	f.publish(t, "classic", classicModel())
-	const leads = 450 // several rescore batches
+	const leads = 450 // two rescore batches
 	for i := range leads {
 		lead := "lead-" + uuid.NewString()[:8]
 		f.activity(t, lead, "open-"+lead, emailOpen, "")
