@@ -17,6 +17,12 @@ import (
 //
 // Transitions of a lead are inserted in time order, so this adds exactly
 // the facts funnel_rebuild would count for the new row.
+//
+// Rows are upserted in key order, so concurrent moves lock shared rollup
+// rows (the same day, stage and key) in one order; moves of one workspace
+// on the same day and stage do wait on each other's commit for that row.
+// A deadlock left (across the three tables) is retried by the transaction
+// helper.
 func countTransition(ctx context.Context, tx pgx.Tx, id int64) error {
 	const q = `
 WITH t AS (
@@ -32,6 +38,7 @@ WITH t AS (
      CROSS JOIN LATERAL (VALUES (t.to_stage, 'e'::"char", funnel_day(t.prev_enter_time)),
                                 (t.from_stage, 'x'::"char", funnel_day(t.prev_exit_time))) AS f(stage, kind, prev_day)
      WHERE f.stage IS NOT NULL
+     ORDER BY 2, 3, 5, 6
         ON CONFLICT (workspace_id, source, campaign, day, stage, kind, prev_day) DO UPDATE SET n = r.n + 1
 ), stays AS (
     INSERT INTO funnel_stays AS r (workspace_id, source, campaign, day, stage, bucket, n)
@@ -39,6 +46,7 @@ WITH t AS (
            funnel_bucket(greatest(0, extract(epoch FROM t.transition_time - t.from_enter_time))::float8), 1
       FROM t CROSS JOIN k
      WHERE t.from_stage IS NOT NULL
+     ORDER BY 2, 3
         ON CONFLICT (workspace_id, source, campaign, day, stage, bucket) DO UPDATE SET n = r.n + 1
 )
 INSERT INTO funnel_conversions AS r (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, n)
@@ -55,6 +63,7 @@ SELECT t.workspace_id, k.source, k.campaign, e.to_stage, t.to_stage,
            AND (p.transition_time, p.id) > (e.transition_time, e.id)
            AND (p.transition_time, p.id) < (t.transition_time, t.id))
  GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ ORDER BY 2, 3, 4, 5, 6, 7, 8
     ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket)
     DO UPDATE SET n = r.n + excluded.n`
 	if _, err := tx.Exec(ctx, q, id); err != nil {
