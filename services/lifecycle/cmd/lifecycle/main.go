@@ -27,18 +27,23 @@ func main() {
 		},
 		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			st := store.New(rt.Pool, store.NewPublisher(service.Lifecycle, service.Handoff))
+			st := store.New(rt.Pool, store.NewPublisher(service.Lifecycle, service.Handoff, service.Scoring))
 			svc := lifecycle.NewService(st)
 			lifecyclev1.RegisterLifecycleServiceServer(rt.Server, server.New(svc))
 			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, sink.Handlers(svc, st)))
 
-			handoff, err := rt.Dial(service.Handoff)
-			if err != nil {
+			sinks := map[string]outbox.Sink{}
+			for _, peer := range []string{service.Handoff, service.Scoring} {
+				conn, err := rt.Dial(peer)
+				if err != nil {
+					return err
+				}
+				sinks[peer] = outbox.GRPCSink(conn)
+			}
+			if err := store.Instrument(rt.Pool); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(rt.Pool, store.Schema, map[string]outbox.Sink{
-				service.Handoff: outbox.GRPCSink(handoff),
-			}, outbox.RelayOptions{Logger: rt.Logger})
+			relay := outbox.NewRelay(rt.Pool, store.Schema, sinks, outbox.RelayOptions{Logger: rt.Logger})
 			rt.Go(relay.Run)
 			return nil
 		},

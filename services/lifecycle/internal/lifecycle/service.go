@@ -30,6 +30,7 @@ type TransitionCursor struct {
 // Store persists lifecycles, their history and the workspace settings.
 // Every method is confined to one workspace.
 type Store interface {
+	JourneyStore
 	// Update locks the lead's lifecycle, runs fn on it, and writes the new
 	// state and each step, with a StageChanged event per step, atomically.
 	// With a requestID that an earlier step carried, it returns that step

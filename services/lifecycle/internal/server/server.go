@@ -99,6 +99,7 @@ func (s *Server) TransitionLead(ctx context.Context, req *lifecyclev1.Transition
 	if err != nil {
 		return nil, err
 	}
+	s.linkToLead(ctx, ws, lead)
 	return &lifecyclev1.TransitionLeadResponse{
 		Lifecycle:  toProtoLead(l, s.svc.Now()),
 		Transition: toProtoTransition(t),

@@ -8,6 +8,8 @@ package sink
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/propagation"
@@ -33,6 +35,7 @@ func Handlers(svc *lifecycle.Service, st *store.Store) map[string]outbox.Handler
 		{&eventsv1.ActivityRecorded{}, h.activity},
 		{&eventsv1.LeadScored{}, h.scored},
 		{&eventsv1.LeadQualified{}, h.qualified},
+		{&eventsv1.HandoffAssigned{}, h.assigned},
 		{&eventsv1.HandoffAccepted{}, h.accepted},
 		{&eventsv1.HandoffRejected{}, h.rejected},
 		{&eventsv1.LeadErased{}, h.erased},
@@ -89,9 +92,47 @@ func traceID(ctx context.Context, ev *eventsv1.Event) string {
 
 func (h handlers) captured(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	attrs := payload.(*eventsv1.LeadCaptured).GetAttributes()
-	return h.apply(ctx, tx, ev, lifecycle.Event{
+	if err := h.apply(ctx, tx, ev, lifecycle.Event{
 		Kind: lifecycle.EventCaptured, Source: attrs.GetSource(), Campaign: attrs.GetCampaign(),
+	}); err != nil {
+		return err
+	}
+	desc := "captured"
+	if attrs.GetSource() != "" {
+		desc += " from " + attrs.GetSource()
+	}
+	return h.step(ctx, tx, ev, lifecycle.StepCaptured, desc)
+}
+
+// step records a key event of the lead's journey with the trace behind it.
+// Events about a merged-away lead land on its survivor; an erased lead gets
+// none.
+func (h handlers) step(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, kind lifecycle.StepKind, desc string) error {
+	st := h.store.WithTx(tx)
+	lead, erased, err := st.Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
+	if err != nil || erased {
+		return err
+	}
+	at := time.Now()
+	if ev.GetOccurTime() != nil {
+		at = ev.GetOccurTime().AsTime()
+	}
+	return st.RecordStep(ctx, ev.GetWorkspace(), lead, lifecycle.JourneyStep{
+		Kind: kind, Time: at, Description: desc, Source: ev.GetSource(),
+		Traceparent: ev.GetTraceparent(), TraceID: traceID(ctx, ev),
 	})
+}
+
+func (h handlers) assigned(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	if ev.GetLead() == "" {
+		return errNoLead
+	}
+	p := payload.(*eventsv1.HandoffAssigned)
+	desc := "assigned to " + p.GetOwner()
+	if p.GetRule() != "" {
+		desc += " by rule " + p.GetRule()
+	}
+	return h.step(ctx, tx, ev, lifecycle.StepAssigned, desc)
 }
 
 func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
@@ -111,15 +152,29 @@ func (h handlers) scored(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, pay
 
 func (h handlers) qualified(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	p := payload.(*eventsv1.LeadQualified)
-	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true})
+	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true}); err != nil {
+		return err
+	}
+	desc := fmt.Sprintf("qualified: score %d", p.GetTotalScore())
+	if p.GetReason() == eventsv1.LeadQualified_REASON_HAND_RAISER {
+		desc = "qualified: hand-raiser"
+	}
+	return h.step(ctx, tx, ev, lifecycle.StepQualified, desc)
 }
 
-func (h handlers) accepted(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {
-	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted})
+func (h handlers) accepted(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
+	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted}); err != nil {
+		return err
+	}
+	return h.step(ctx, tx, ev, lifecycle.StepAccepted, "accepted by "+payload.(*eventsv1.HandoffAccepted).GetOwner())
 }
 
 func (h handlers) rejected(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
-	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: payload.(*eventsv1.HandoffRejected).GetReason()})
+	reason := payload.(*eventsv1.HandoffRejected).GetReason()
+	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: reason}); err != nil {
+		return err
+	}
+	return h.step(ctx, tx, ev, lifecycle.StepRejected, "rejected: "+reason)
 }
 
 func (h handlers) erased(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {

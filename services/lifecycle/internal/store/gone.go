@@ -42,6 +42,7 @@ func (s *Store) Erase(ctx context.Context, workspace, lead string) error {
 		}
 		const q = `
 WITH t AS (DELETE FROM transitions WHERE workspace_id = $1 AND lead_id = $2),
+     j AS (DELETE FROM journey_steps WHERE workspace_id = $1 AND lead_id = $2),
      l AS (DELETE FROM leads WHERE workspace_id = $1 AND lead_id = $2)
 INSERT INTO gone_leads (workspace_id, lead_id, survivor_id) VALUES ($1, $2, NULL)
 ON CONFLICT (workspace_id, lead_id) DO UPDATE SET survivor_id = NULL, gone_time = now()`
@@ -113,6 +114,11 @@ UPDATE leads SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`
 			if err := applyFunnel(ctx, tx, workspace, id, 1); err != nil {
 				return err
 			}
+		}
+		// The loser's key events are the survivor's journey too.
+		const moveSteps = `UPDATE journey_steps SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`
+		if _, err := tx.Exec(ctx, moveSteps, workspace, loser, survivor); err != nil {
+			return fmt.Errorf("move journey to survivor: %w", err)
 		}
 		// An erased loser stays erased.
 		const q = `

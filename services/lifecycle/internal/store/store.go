@@ -57,10 +57,11 @@ type Store struct {
 func New(pool *pgxpool.Pool, pub *outbox.Publisher) *Store { return &Store{pool: pool, pub: pub} }
 
 // NewPublisher returns the publisher of lifecycle's events: StageChanged
-// goes to handoff.
-func NewPublisher(source, handoff string) *outbox.Publisher {
+// goes to every subscriber (handoff routes on it; scoring learns outcomes
+// and recycling from it).
+func NewPublisher(source string, subscribers ...string) *outbox.Publisher {
 	return outbox.NewPublisher(source, Schema, outbox.Routes{
-		"leadflow.events.v1.StageChanged": {handoff},
+		"leadflow.events.v1.StageChanged": subscribers,
 	})
 }
 
