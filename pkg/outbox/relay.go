@@ -88,8 +88,18 @@ func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts Rel
 }
 
 // Run delivers until ctx ends. It survives database restarts: on a lost
-// connection it backs off and listens again.
+// connection it backs off and listens again. While it runs, the outbox's
+// backlog, lag and parked events are reported as metrics.
 func (r *Relay) Run(ctx context.Context) error {
+	subscribers := make([]string, 0, len(r.sinks))
+	for s := range r.sinks {
+		subscribers = append(subscribers, s)
+	}
+	if reg, err := instrument(r.pool, subscribers); err != nil {
+		r.opts.Logger.Warn("outbox metrics unavailable", "error", err)
+	} else {
+		defer reg.Unregister() //nolint:errcheck // nothing to do about it at shutdown
+	}
 	for {
 		err := r.listenAndDeliver(ctx)
 		if ctx.Err() != nil {

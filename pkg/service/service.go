@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +41,6 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/migrate"
-	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 )
@@ -247,11 +245,6 @@ func Run(ctx context.Context, spec Spec, args []string) (err error) {
 	closers.AddFunc(rt.closeConns)
 	if isExtra {
 		return extra(ctx, rt, args)
-	}
-	if slices.ContainsFunc(spec.Migrations, func(s migrate.Set) bool { return s.Name == "outbox" }) {
-		if err := outbox.Instrument(pool); err != nil {
-			return fmt.Errorf("instrument outbox: %w", err)
-		}
 	}
 
 	identityConn, err := rt.Dial(Identity)

@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -167,6 +169,31 @@ func TestLeadPathAcrossServices(t *testing.T) {
 			}
 			return false
 		})
+	})
+
+	t.Run("metrics are scraped from every process", func(t *testing.T) {
+		want := map[int][]string{ // by port index: identity, ingestion, scoring, lifecycle, handoff, gateway
+			1: {"rpc_server_call_duration_seconds", "leadflow_outbox_backlog", "leadflow_outbox_lag"},
+			3: {"leadflow_lifecycle_leads{", `stage="`},
+			4: {"rpc_server_call_duration_seconds", "leadflow_outbox_backlog"},
+			5: {"http_server_request_duration"},
+		}
+		for i, port := range s.MetricsPorts {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, name := range want[i] {
+				if !strings.Contains(string(body), name) {
+					t.Errorf("metrics of process %d lack %s", i, name)
+				}
+			}
+			if strings.Contains(string(body), email) || strings.Contains(string(body), lastName) {
+				t.Errorf("metrics of process %d carry personal data", i)
+			}
+		}
 	})
 
 	t.Run("no personal data in any span", func(t *testing.T) {
