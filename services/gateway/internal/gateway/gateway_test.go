@@ -35,6 +35,22 @@ func (identityStub) GetWorkspace(ctx context.Context, req *identityv1.GetWorkspa
 	return &identityv1.GetWorkspaceResponse{Workspace: &identityv1.Workspace{Name: req.GetName()}}, nil
 }
 
+// DeleteApiKey answers with the error its key id names, to check the HTTP
+// mapping of each code.
+func (identityStub) DeleteApiKey(_ context.Context, req *identityv1.DeleteApiKeyRequest) (*identityv1.DeleteApiKeyResponse, error) {
+	switch req.GetName()[strings.LastIndex(req.GetName(), "/")+1:] {
+	case "precondition":
+		return nil, apperr.FailedPrecondition("key is in use", apperr.Precondition("KEY_IN_USE", "apiKeys/precondition", "in use"))
+	case "stale":
+		return nil, apperr.Aborted("stale etag")
+	case "exists":
+		return nil, apperr.AlreadyExists("already exists")
+	case "busy":
+		return nil, apperr.ResourceExhausted("slow down")
+	}
+	return &identityv1.DeleteApiKeyResponse{}, nil
+}
+
 func (identityStub) ListApiKeys(context.Context, *identityv1.ListApiKeysRequest) (*identityv1.ListApiKeysResponse, error) {
 	panic("the secret key sk_live_123 leaked into a panic") // must never reach the client
 }
@@ -51,6 +67,7 @@ func newFixture(t *testing.T, extra ...gateway.Backend) fixture {
 		Policy: auth.Policy{
 			identityv1.IdentityService_GetWorkspace_FullMethodName: {Scope: auth.ScopeLeadsRead},
 			identityv1.IdentityService_ListApiKeys_FullMethodName:  {Scope: auth.ScopeAdmin},
+			identityv1.IdentityService_DeleteApiKey_FullMethodName: {Scope: auth.ScopeLeadsRead},
 		},
 		Authn: grpctest.Keys{
 			admin:  {Workspace: "acme", Scopes: []string{auth.ScopeAdmin}},
@@ -72,7 +89,12 @@ func newFixture(t *testing.T, extra ...gateway.Backend) fixture {
 
 func (f fixture) get(t *testing.T, path, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, f.url+path, nil)
+	return f.do(t, http.MethodGet, path, key)
+}
+
+func (f fixture) do(t *testing.T, method, path, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.url+path, nil)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -114,6 +136,16 @@ func TestRESTStatusCodes(t *testing.T) {
 				t.Fatalf("body is not JSON: %s", body)
 			}
 		})
+	}
+}
+
+func TestRESTErrorCodes(t *testing.T) {
+	f := newFixture(t)
+	for id, want := range map[string]int{"precondition": 412, "stale": 409, "exists": 409, "busy": 429, "fine": 200} {
+		code, body := f.do(t, http.MethodDelete, "/v1/workspaces/acme/apiKeys/"+id, f.reader)
+		if code != want {
+			t.Errorf("DELETE %s = %d %s, want %d", id, code, body, want)
+		}
 	}
 }
 

@@ -23,8 +23,27 @@ func writeError(w http.ResponseWriter, httpCode int, code codes.Code, msg string
 	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
 }
 
-// writeGRPCError answers with a backend's gRPC error, mapped the way
-// grpc-gateway maps it for every other route (details included).
+// httpStatus maps a gRPC code to the HTTP status every route answers with:
+// grpc-gateway's mapping, except that a refused precondition (a guard such
+// as "SQL requires BANT") is 412 Precondition Failed rather than a generic
+// 400, so clients can tell it from a malformed request.
+func httpStatus(code codes.Code) int {
+	if code == codes.FailedPrecondition {
+		return http.StatusPreconditionFailed
+	}
+	return runtime.HTTPStatusFromCode(code)
+}
+
+// errorHandler is grpc-gateway's error handler with httpStatus's mapping.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if code := status.Code(err); httpStatus(code) != runtime.HTTPStatusFromCode(code) {
+		err = &runtime.HTTPStatusError{HTTPStatus: httpStatus(code), Err: err}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// writeGRPCError answers with a backend's gRPC error, mapped the way every
+// other route maps it (details included).
 func writeGRPCError(w http.ResponseWriter, err error) {
 	st := status.Convert(err)
 	body, mErr := (&runtime.JSONPb{}).Marshal(st.Proto())
@@ -33,7 +52,7 @@ func writeGRPCError(w http.ResponseWriter, err error) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(runtime.HTTPStatusFromCode(st.Code()))
+	w.WriteHeader(httpStatus(st.Code()))
 	_, _ = w.Write(body)
 }
 
