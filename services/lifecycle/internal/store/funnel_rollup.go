@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,12 +33,14 @@ func (s *Store) Funnel(ctx context.Context, workspace string, q lifecycle.Funnel
 		limit = defaultExactLimit
 	}
 	// What the exact queries scan: every transition of the range, filtered
-	// or not.
+	// or not. Counting stops past the limit, so a large range costs no more
+	// than a small one.
 	const count = `
-SELECT coalesce(sum(n), 0)::bigint FROM funnel_moves
- WHERE workspace_id = $1 AND source = '' AND campaign = '' AND day >= $2 AND day <= $3 AND kind = 'e'`
+SELECT count(*) FROM (
+    SELECT FROM transitions WHERE workspace_id = $1 AND transition_time >= $2 AND transition_time < $3 LIMIT $4
+) AS t`
 	var entries int64
-	if err := s.q().QueryRow(ctx, count, workspace, q.Start.UTC(), q.End.UTC()).Scan(&entries); err != nil {
+	if err := s.q().QueryRow(ctx, count, workspace, q.Start, q.End, min(max(limit, 0), math.MaxInt64-1)+1).Scan(&entries); err != nil {
 		return lifecycle.FunnelCounts{}, fmt.Errorf("funnel size: %w", err)
 	}
 	if entries <= limit {
@@ -146,7 +149,8 @@ func (s *Store) funnelRollup(ctx context.Context, workspace string, q lifecycle.
 		from[i], to[i] = p.From.String(), p.To.String()
 	}
 	// $1 workspace, $2 source, $3 campaign, $4 first day, $5 end day
-	// (exclusive); an entry counts a lead in the range (in a period) when
+	// (exclusive), then for stays and conversions $6 and $7 the whole
+	// months [m1, m2) of the range; an entry counts a lead in the range (in a period) when
 	// the lead's previous entry is on an earlier day than the range's (the
 	// period's) first.
 	args := []any{workspace, q.Source, q.Campaign, q.Start.UTC(), end}
@@ -184,10 +188,21 @@ SELECT stage::text, kind = 'e', width_bucket(day, $6::date[]),
 		return fmt.Errorf("funnel rollup moves: %w", err)
 	}
 
+	// Stays and conversions have no periods: the whole months of the range
+	// are read from the month grains, [m1, m2), and only its other days
+	// from the day tables.
+	m1, m2 := wholeMonths(q.Start.UTC(), end)
+	args = append(args, m1, m2)
 	const stays = `
 SELECT stage::text, bucket, sum(n)::bigint
-  FROM funnel_stays
- WHERE workspace_id = $1 AND source = $2 AND campaign = $3 AND day >= $4 AND day < $5
+  FROM (SELECT stage, bucket, n
+          FROM funnel_stays
+         WHERE workspace_id = $1 AND source = $2 AND campaign = $3
+           AND (day >= $4 AND day < $6 OR day >= $7 AND day < $5)
+         UNION ALL
+        SELECT stage, bucket, n
+          FROM funnel_stays_monthly
+         WHERE workspace_id = $1 AND source = $2 AND campaign = $3 AND month >= $6 AND month < $7) AS s
  GROUP BY 1, 2`
 	rows, err = s.q().Query(ctx, stays, args...)
 	if err != nil {
@@ -204,12 +219,24 @@ SELECT stage::text, bucket, sum(n)::bigint
 	}
 
 	const convs = `
+WITH p AS (
+    SELECT p.from_stage::stage, p.to_stage::stage, p.n
+      FROM unnest($8::text[], $9::text[]) WITH ORDINALITY AS p(from_stage, to_stage, n)
+)
 SELECT p.n, c.bucket, sum(c.n)::bigint
-  FROM unnest($6::text[], $7::text[]) WITH ORDINALITY AS p(from_stage, to_stage, n)
+  FROM p
   JOIN funnel_conversions c
     ON c.workspace_id = $1 AND c.source = $2 AND c.campaign = $3
-   AND c.from_stage = p.from_stage::stage AND c.to_stage = p.to_stage::stage
-   AND c.day >= $4 AND c.day < $5 AND c.prev_day < $4
+   AND c.from_stage = p.from_stage AND c.to_stage = p.to_stage
+   AND (c.day >= $4 AND c.day < $6 OR c.day >= $7 AND c.day < $5) AND c.prev_day < $4
+ GROUP BY 1, 2
+ UNION ALL
+SELECT p.n, c.bucket, sum(c.n)::bigint
+  FROM p
+  JOIN funnel_conversions_monthly c
+    ON c.workspace_id = $1 AND c.source = $2 AND c.campaign = $3
+   AND c.from_stage = p.from_stage AND c.to_stage = p.to_stage
+   AND c.month >= $6 AND c.month < $7 AND c.prev_day < $4
  GROUP BY 1, 2`
 	rows, err = s.q().Query(ctx, convs, append(args, from, to)...)
 	if err != nil {
@@ -225,6 +252,20 @@ SELECT p.n, c.bucket, sum(c.n)::bigint
 		return nil
 	}
 	return s.funnelTail(ctx, workspace, q, end, from, to, a)
+}
+
+// wholeMonths returns the whole UTC months [m1, m2) within [start, end),
+// two UTC midnights; m1 = m2 = end when there are none.
+func wholeMonths(start, end time.Time) (m1, m2 time.Time) {
+	m1 = time.Date(start.Year(), start.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if m1.Before(start) {
+		m1 = m1.AddDate(0, 1, 0)
+	}
+	m2 = time.Date(end.Year(), end.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if !m1.Before(m2) {
+		return end, end
+	}
+	return m1, m2
 }
 
 // funnelTail adds to a what happened in [from, q.End), within one UTC day,

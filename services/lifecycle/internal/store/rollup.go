@@ -8,7 +8,8 @@ import (
 )
 
 // countTransition adds the facts of the transition just inserted as id to
-// the funnel rollups (see migrations/00002_funnel_rollup.sql), under the
+// the funnel rollups (see migrations/00002_funnel_rollup.sql) and their
+// month grains (00004_funnel_month.sql), under the
 // keys of the lead's row as it is now:
 //   - its entry into to_stage and exit from from_stage;
 //   - the stay in from_stage it ends;
@@ -21,7 +22,7 @@ import (
 // Rows are upserted in key order, so concurrent moves lock shared rollup
 // rows (the same day, stage and key) in one order; moves of one workspace
 // on the same day and stage do wait on each other's commit for that row.
-// A deadlock left (across the three tables) is retried by the transaction
+// A deadlock left (across the tables) is retried by the transaction
 // helper.
 func countTransition(ctx context.Context, tx pgx.Tx, id int64) error {
 	const q = `
@@ -48,23 +49,43 @@ WITH t AS (
      WHERE t.from_stage IS NOT NULL
      ORDER BY 2, 3
         ON CONFLICT (workspace_id, source, campaign, day, stage, bucket) DO UPDATE SET n = r.n + 1
+), stays_monthly AS (
+    INSERT INTO funnel_stays_monthly AS r (workspace_id, source, campaign, month, stage, bucket, n)
+    SELECT t.workspace_id, k.source, k.campaign, funnel_month(funnel_day(t.transition_time)), t.from_stage,
+           funnel_bucket(greatest(0, extract(epoch FROM t.transition_time - t.from_enter_time))::float8), 1
+      FROM t CROSS JOIN k
+     WHERE t.from_stage IS NOT NULL
+     ORDER BY 2, 3
+        ON CONFLICT (workspace_id, source, campaign, month, stage, bucket) DO UPDATE SET n = r.n + 1
+), convs AS (
+    SELECT t.workspace_id, k.source, k.campaign, e.to_stage AS from_stage, t.to_stage,
+           funnel_day(e.transition_time) AS day, funnel_day(e.prev_enter_time) AS prev_day,
+           funnel_bucket(extract(epoch FROM t.transition_time - e.transition_time)::float8) AS bucket
+      FROM t CROSS JOIN k
+      JOIN transitions e
+        ON e.workspace_id = t.workspace_id AND e.lead_id = t.lead_id AND e.to_stage <> t.to_stage
+       AND (e.transition_time, e.id) < (t.transition_time, t.id)
+     WHERE NOT EXISTS (
+            SELECT 1 FROM transitions p
+             WHERE p.workspace_id = t.workspace_id AND p.lead_id = t.lead_id AND p.to_stage = t.to_stage
+               AND (p.transition_time, p.id) > (e.transition_time, e.id)
+               AND (p.transition_time, p.id) < (t.transition_time, t.id))
+), convs_daily AS (
+    INSERT INTO funnel_conversions AS r (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, n)
+    SELECT workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, count(*)
+      FROM convs
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+     ORDER BY 2, 3, 4, 5, 6, 7, 8
+        ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket)
+        DO UPDATE SET n = r.n + excluded.n
 )
-INSERT INTO funnel_conversions AS r (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, n)
-SELECT t.workspace_id, k.source, k.campaign, e.to_stage, t.to_stage,
-       funnel_day(e.transition_time), funnel_day(e.prev_enter_time),
-       funnel_bucket(extract(epoch FROM t.transition_time - e.transition_time)::float8), count(*)
-  FROM t CROSS JOIN k
-  JOIN transitions e
-    ON e.workspace_id = t.workspace_id AND e.lead_id = t.lead_id AND e.to_stage <> t.to_stage
-   AND (e.transition_time, e.id) < (t.transition_time, t.id)
- WHERE NOT EXISTS (
-        SELECT 1 FROM transitions p
-         WHERE p.workspace_id = t.workspace_id AND p.lead_id = t.lead_id AND p.to_stage = t.to_stage
-           AND (p.transition_time, p.id) > (e.transition_time, e.id)
-           AND (p.transition_time, p.id) < (t.transition_time, t.id))
+INSERT INTO funnel_conversions_monthly AS r (workspace_id, source, campaign, from_stage, to_stage, month, prev_day, bucket, n)
+SELECT workspace_id, source, campaign, from_stage, to_stage, funnel_month(day), least(prev_day, funnel_month(day)), bucket,
+       count(*)
+  FROM convs
  GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
  ORDER BY 2, 3, 4, 5, 6, 7, 8
-    ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket)
+    ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, month, prev_day, bucket)
     DO UPDATE SET n = r.n + excluded.n`
 	if _, err := tx.Exec(ctx, q, id); err != nil {
 		return fmt.Errorf("count transition in funnel: %w", err)

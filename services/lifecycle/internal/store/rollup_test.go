@@ -21,7 +21,8 @@ import (
 	"github.com/leadflow/leadflow/services/lifecycle/internal/store"
 )
 
-// rollupRows reads every non-zero row of the funnel rollups, sorted.
+// rollupRows reads every non-zero row of the funnel rollups and their
+// month grains, sorted.
 func rollupRows(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
 	const q = `
@@ -33,6 +34,12 @@ SELECT format('stays %s %s %s %s %s %s = %s', workspace_id, source, campaign, da
 UNION ALL
 SELECT format('conv %s %s %s %s %s %s %s %s = %s', workspace_id, source, campaign, from_stage, to_stage, day, prev_day, bucket, n)
   FROM funnel_conversions WHERE n <> 0
+UNION ALL
+SELECT format('stays by month %s %s %s %s %s %s = %s', workspace_id, source, campaign, month, stage, bucket, n)
+  FROM funnel_stays_monthly WHERE n <> 0
+UNION ALL
+SELECT format('conv by month %s %s %s %s %s %s %s %s = %s', workspace_id, source, campaign, from_stage, to_stage, month, prev_day, bucket, n)
+  FROM funnel_conversions_monthly WHERE n <> 0
 ORDER BY 1`
 	rows, err := pool.Query(context.Background(), q)
 	if err != nil {
@@ -159,6 +166,9 @@ func TestFunnelRollupsMatchHistory(t *testing.T) {
 				{"source", lifecycle.FunnelRequest{Start: start.AddDate(0, 0, 2), End: end, Source: "web", Period: lifecycle.PeriodMonth}},
 				{"campaign", lifecycle.FunnelRequest{Start: start, End: end, Campaign: "c2"}},
 				{"source and campaign", lifecycle.FunnelRequest{Start: start, End: end, Source: "ads", Campaign: "c1"}},
+				{"whole months", lifecycle.FunnelRequest{Start: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC), Period: lifecycle.PeriodWeek}},
+				{"mid-month to mid-month", lifecycle.FunnelRequest{Start: time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 8, 20, 5, 0, 0, 0, time.UTC), Source: "ads"}},
+				{"within a month", lifecycle.FunnelRequest{Start: time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 29, 0, 0, 0, 0, time.UTC)}},
 				{"under a day", lifecycle.FunnelRequest{Start: start.AddDate(0, 0, 12), End: start.AddDate(0, 0, 12).Add(20 * time.Hour)}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
