@@ -184,8 +184,9 @@ func (f *fixture) outboxEvents(t *testing.T, lead string, payload proto.Message)
 	t.Helper()
 	var n int
 	err := f.pool.QueryRow(context.Background(), `
-SELECT count(*) FROM outbox WHERE subscriber = 'lifecycle' AND event_type = $1 AND workspace_id = 'acme'`,
-		string(payload.ProtoReflect().Descriptor().FullName())).Scan(&n)
+SELECT count(*) FROM outbox
+ WHERE subscriber = 'lifecycle' AND event_type = $1 AND workspace_id = 'acme' AND ($2 = '' OR lead_id = $2)`,
+		string(payload.ProtoReflect().Descriptor().FullName()), lead).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +430,16 @@ func TestPublishedModelRescoresExistingLeads(t *testing.T) {
 	}
 	if n := f.outboxEvents(t, "", &eventsv1.LeadQualified{}); n != leads {
 		t.Fatalf("%d LeadQualified events, want %d", n, leads)
+	}
+	// The batch recorded the leads' upward crossings and new scores. The
+	// highest-scored lead is one that also saw the pricing page.
+	lead := strings.TrimSuffix(strings.TrimPrefix(list.GetScores()[0].GetName(), "leads/"), "/score")
+	cs := f.score(t, lead).GetThresholdCrossings()
+	if len(cs) != 1 || cs[0].GetDirection() != scoringv1.ThresholdCrossing_DIRECTION_UP || cs[0].GetModelVersion() != 3 {
+		t.Fatalf("crossings of %s = %v", lead, cs)
+	}
+	if n := f.outboxEvents(t, lead, &eventsv1.LeadScored{}); n != 3 { // its two activities, then the rescore
+		t.Fatalf("%d LeadScored events about %s, want 3", n, lead)
 	}
 }
 

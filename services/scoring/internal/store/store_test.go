@@ -3,7 +3,10 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	"github.com/leadflow/leadflow/pkg/migrate"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/pgtest"
@@ -165,4 +169,49 @@ func serverCPU(b *testing.B, pool *pgxpool.Pool) time.Duration {
 	}
 	const userHZ = 100 // Linux's fixed USER_HZ for /proc times
 	return time.Duration(ticks) * time.Second / userHZ
+}
+
+// TestActivitiesBetween checks that a lead's activities come back whole and
+// in time order however their rows are interleaved in the table, and that
+// the range is (after, last].
+func TestActivitiesBetween(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	// Round-robin over the leads, newest first, so no lead's rows are
+	// together or in order.
+	for j := 3; j >= 1; j-- {
+		for _, lead := range []string{"a", "b", "c", "d"} {
+			a := scoring.Activity{ID: fmt.Sprintf("%s-%d", lead, j), Type: typesv1.ActivityType_ACTIVITY_TYPE_PAGE_VIEW,
+				URL: "https://acme.com/" + lead, OccurTime: t0.Add(time.Duration(j) * time.Hour)}
+			if j == 2 {
+				a.Properties = map[string]string{"utm": lead}
+			}
+			if _, err := st.AddActivity(ctx, "acme", lead, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := st.ActivitiesBetween(ctx, "acme", "a", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["a"] != nil || got["d"] != nil {
+		t.Fatalf("leads = %v, want b and c", slices.Sorted(maps.Keys(got)))
+	}
+	for _, lead := range []string{"b", "c"} {
+		acts := got[lead]
+		if len(acts) != 3 {
+			t.Fatalf("%s: %d activities, want 3", lead, len(acts))
+		}
+		for i, a := range acts {
+			if want := fmt.Sprintf("%s-%d", lead, i+1); a.ID != want || a.URL != "https://acme.com/"+lead {
+				t.Fatalf("%s: activity %d = %+v, want %s", lead, i, a, want)
+			}
+		}
+		if acts[1].Properties["utm"] != lead || acts[0].Properties != nil {
+			t.Fatalf("%s: properties = %v, %v", lead, acts[0].Properties, acts[1].Properties)
+		}
+	}
 }
