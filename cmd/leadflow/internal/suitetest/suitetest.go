@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +95,11 @@ func DataDir(t testing.TB) string {
 func Start(t testing.TB, dataDir string) *Suite {
 	t.Helper()
 	bin := Build(t)
+	// Ports are picked here and bound later by the services, so suites that
+	// other test binaries start at the same moment could pick the same ones.
+	// They take turns through a lock on a file until each suite is up.
+	unlock := lockStartup(t)
+	defer unlock()
 	httpPort, grpcPort := FreePort(t), FreePortRange(t, len(devstack.Backends))
 	metricsPort := FreePortRange(t, len(devstack.Backends)+1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -194,15 +201,38 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// FreePort returns a port free on 127.0.0.1 right now.
-func FreePort(t testing.TB) int {
+// lockStartup takes the machine-wide suite start-up lock.
+func lockStartup(t testing.TB) func() {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "leadflow-suitetest.lock"), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}
+}
+
+// FreePort returns a port free on 127.0.0.1 right now. It picks below the
+// kernel's ephemeral range (32768 and up), where outgoing connections
+// cannot take it before the service binds it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }
 
 // FreePortRange returns the first of n consecutive free ports.
