@@ -183,7 +183,7 @@ func BenchmarkFunnelReport(b *testing.B) {
 	}{
 		{"year", lifecycle.FunnelRequest{Start: benchStart, End: benchStart.AddDate(1, 0, 0), Period: lifecycle.PeriodWeek}},
 		{"quarter", lifecycle.FunnelRequest{Start: benchStart.AddDate(0, 6, 0), End: benchStart.AddDate(0, 9, 0), Period: lifecycle.PeriodWeek}},
-		{"year_by_source", lifecycle.FunnelRequest{Start: benchStart, End: benchStart.AddDate(1, 0, 0), Source: "ads", Period: lifecycle.PeriodMonth}},
+		{"year_by_source", lifecycle.FunnelRequest{Start: benchStart, End: benchStart.AddDate(1, 0, 0), Source: "ads", Period: lifecycle.PeriodWeek}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {

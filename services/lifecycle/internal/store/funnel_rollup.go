@@ -218,26 +218,25 @@ SELECT stage::text, bucket, sum(n)::bigint
 		return fmt.Errorf("funnel rollup stays: %w", err)
 	}
 
+	// One pass per pair, so that each reads only its own index range (a
+	// join of all pairs at once scans the whole key's index for the days).
 	const convs = `
-WITH p AS (
-    SELECT p.from_stage::stage, p.to_stage::stage, p.n
-      FROM unnest($8::text[], $9::text[]) WITH ORDINALITY AS p(from_stage, to_stage, n)
-)
-SELECT p.n, c.bucket, sum(c.n)::bigint
-  FROM p
-  JOIN funnel_conversions c
-    ON c.workspace_id = $1 AND c.source = $2 AND c.campaign = $3
-   AND c.from_stage = p.from_stage AND c.to_stage = p.to_stage
-   AND (c.day >= $4 AND c.day < $6 OR c.day >= $7 AND c.day < $5) AND c.prev_day < $4
- GROUP BY 1, 2
- UNION ALL
-SELECT p.n, c.bucket, sum(c.n)::bigint
-  FROM p
-  JOIN funnel_conversions_monthly c
-    ON c.workspace_id = $1 AND c.source = $2 AND c.campaign = $3
-   AND c.from_stage = p.from_stage AND c.to_stage = p.to_stage
-   AND c.month >= $6 AND c.month < $7 AND c.prev_day < $4
- GROUP BY 1, 2`
+SELECT p.n, c.bucket, c.n
+  FROM unnest($8::text[], $9::text[]) WITH ORDINALITY AS p(from_stage, to_stage, n)
+ CROSS JOIN LATERAL (
+    SELECT bucket, sum(n)::bigint AS n
+      FROM (SELECT bucket, n
+              FROM funnel_conversions
+             WHERE workspace_id = $1 AND source = $2 AND campaign = $3
+               AND from_stage = p.from_stage::stage AND to_stage = p.to_stage::stage
+               AND (day >= $4 AND day < $6 OR day >= $7 AND day < $5) AND prev_day < $4
+             UNION ALL
+            SELECT bucket, n
+              FROM funnel_conversions_monthly
+             WHERE workspace_id = $1 AND source = $2 AND campaign = $3
+               AND from_stage = p.from_stage::stage AND to_stage = p.to_stage::stage
+               AND month >= $6 AND month < $7 AND prev_day < $4) AS u
+     GROUP BY bucket) AS c`
 	rows, err = s.q().Query(ctx, convs, append(args, from, to)...)
 	if err != nil {
 		return fmt.Errorf("funnel rollup conversions: %w", err)
