@@ -23,7 +23,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -36,17 +35,11 @@ import (
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 )
 
+// Migrations are the outbox and inbox tables, a migration set of its own;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations creates the outbox and inbox tables.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 // Routes says which subscribers receive each event type, keyed by the
 // payload's full message name ("leadflow.events.v1.LeadCaptured").

@@ -39,7 +39,7 @@ DROP TABLE things;
 
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	return pgtest.NewPool(t, schema, appMigrations, migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	return pgtest.NewPool(t, schema, appMigrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 }
 
 var routes = outbox.Routes{

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,17 +24,11 @@ import (
 // Schema is the PostgreSQL schema the handoff service owns.
 const Schema = "handoff"
 
+// Migrations are the service's numbered SQL migrations;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the service's numbered SQL migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 // NewPublisher returns the outbox publisher of handoff's events:
 // HandoffAssigned, HandoffAccepted and HandoffRejected go to lifecycle.

@@ -22,7 +22,7 @@ import (
 func main() {
 	service.Main(service.Spec{
 		Name:       service.Identity,
-		Migrations: []migrate.Set{{FS: store.Migrations()}},
+		Migrations: []migrate.Set{{FS: store.Migrations}},
 		Policy:     server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
 			svc := identity.NewService(store.New(rt.Pool))

@@ -26,7 +26,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
-	svc := identity.NewService(store.New(pgtest.NewPool(t, store.Schema, store.Migrations())))
+	svc := identity.NewService(store.New(pgtest.NewPool(t, store.Schema, store.Migrations)))
 	conn := grpctest.Serve(t, grpctest.Options{
 		Policy: server.Policy,
 		Authn:  svc,

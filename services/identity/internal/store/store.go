@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,17 +18,11 @@ import (
 // Schema is the PostgreSQL schema the identity service owns.
 const Schema = "identity"
 
+// Migrations are the service's numbered SQL migrations;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the service's numbered SQL migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 // Store implements identity.Store.
 type Store struct {

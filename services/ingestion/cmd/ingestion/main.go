@@ -19,8 +19,8 @@ func main() {
 	service.Main(service.Spec{
 		Name: service.Ingestion,
 		Migrations: []migrate.Set{
-			{FS: store.Migrations()},
-			{Name: "outbox", FS: outbox.Migrations()},
+			{FS: store.Migrations},
+			{Name: "outbox", FS: outbox.Migrations},
 		},
 		Policy:         server.Policy,
 		SkipValidation: server.SkipValidation,

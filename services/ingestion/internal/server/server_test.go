@@ -44,7 +44,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
-	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	svc := lead.NewService(store.New(pool, store.NewPublisher()))
 	writerA, readerA, writerB := grpctest.NewKey(t), grpctest.NewKey(t), grpctest.NewKey(t)
 	keys := grpctest.Keys{

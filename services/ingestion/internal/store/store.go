@@ -7,7 +7,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,17 +23,11 @@ import (
 // Schema is the PostgreSQL schema the ingestion service owns.
 const Schema = "ingestion"
 
+// Migrations are the service's numbered SQL migrations;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the service's numbered SQL migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 // Routes sends every lead event to the services that keep state per lead.
 func Routes() outbox.Routes {

@@ -22,8 +22,8 @@ func main() {
 	service.Main(service.Spec{
 		Name: service.Lifecycle,
 		Migrations: []migrate.Set{
-			{FS: store.Migrations()},
-			{Name: "outbox", FS: outbox.Migrations()},
+			{FS: store.Migrations},
+			{Name: "outbox", FS: outbox.Migrations},
 		},
 		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {

@@ -55,7 +55,7 @@ var base = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // a Monday
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
-	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, store.NewPublisher("lifecycle", "handoff"))
 	svc := lifecycle.NewService(st)
 	clk := &clock{t: base}

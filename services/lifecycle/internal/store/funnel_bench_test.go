@@ -170,7 +170,7 @@ func load(b testing.TB, pool *pgxpool.Pool, n int) (transitions int) {
 // LIFECYCLE_BENCH_LEADS leads (default 10,000) with a year of history.
 func BenchmarkFunnelReport(b *testing.B) {
 	n := benchLeads(b)
-	pool := pgtest.NewPool(b, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	pool := pgtest.NewPool(b, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	began := time.Now()
 	rows := load(b, pool, n)
 	b.Logf("loaded %d leads (+%d in another workspace), %d transitions, in %v", n, n/10, rows, time.Since(began).Round(time.Millisecond))

@@ -135,7 +135,7 @@ func TestFunnelRollupsMatchHistory(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run("seed "+strconv.FormatUint(seed, 10), func(t *testing.T) {
 			ctx := context.Background()
-			pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+			pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 			st := store.New(pool, store.NewPublisher("lifecycle", "handoff"))
 			svc := lifecycle.NewService(st)
 			start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)

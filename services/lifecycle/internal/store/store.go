@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,17 +23,11 @@ import (
 // Schema is the PostgreSQL schema the lifecycle service owns.
 const Schema = "lifecycle"
 
+// Migrations are the service's numbered SQL migrations;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the service's numbered SQL migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 // querier is what both the pool and a transaction offer.
 type querier interface {

@@ -25,8 +25,8 @@ func main() {
 	service.Main(service.Spec{
 		Name: service.Scoring,
 		Migrations: []migrate.Set{
-			{FS: store.Migrations()},
-			{Name: "outbox", FS: outbox.Migrations()},
+			{FS: store.Migrations},
+			{Name: "outbox", FS: outbox.Migrations},
 		},
 		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {

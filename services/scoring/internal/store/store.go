@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -26,17 +25,11 @@ import (
 // Schema is the PostgreSQL schema the scoring service owns.
 const Schema = "scoring"
 
+// Migrations are the service's numbered SQL migrations;
+// pkg/migrate finds the files under migrations/.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the service's numbered SQL migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations embed.FS
 
 var _ scoring.Store = (*Store)(nil)
 

@@ -47,7 +47,7 @@ func BenchmarkRescore(b *testing.B) {
 		leads = n
 	}
 	ctx := context.Background()
-	pool := pgtest.NewPool(b, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	pool := pgtest.NewPool(b, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
 	svc := scoring.NewService(st)
 	if _, err := pool.Exec(ctx, `
@@ -176,7 +176,7 @@ func serverCPU(b *testing.B, pool *pgxpool.Pool) time.Duration {
 // the range is (after, last].
 func TestActivitiesBetween(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewPool(t, store.Schema, store.Migrations(), migrate.Set{Name: "outbox", FS: outbox.Migrations()})
+	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	// Round-robin over the leads, newest first, so no lead's rows are
