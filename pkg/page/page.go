@@ -75,3 +75,29 @@ func fingerprint(query string) string {
 	h.Write([]byte(query))
 	return strconv.FormatUint(h.Sum64(), 36)
 }
+
+// List serves one page of a keyset-paginated list. It decodes token
+// (bound to query), asks fetch for up to Size(requested)+1 rows after the
+// cursor, and returns at most Size(requested) of them with the token of
+// the next page ("" on the last). cursorOf gives the cursor of a row. A
+// token not issued for this query is ErrInvalidToken.
+func List[T, C any](token, query string, requested int32, fetch func(after *C, limit int) ([]T, error), cursorOf func(T) C) ([]T, string, error) {
+	cursor, ok, err := Decode[C](token, query)
+	if err != nil {
+		return nil, "", err
+	}
+	var after *C
+	if ok {
+		after = &cursor
+	}
+	size := Size(requested)
+	rows, err := fetch(after, size+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rows) <= size {
+		return rows, "", nil
+	}
+	rows = rows[:size]
+	return rows, Encode(cursorOf(rows[size-1]), query), nil
+}

@@ -51,3 +51,38 @@ func TestTokenRejected(t *testing.T) {
 		t.Fatalf("empty token: ok=%v err=%v", ok, err)
 	}
 }
+
+func TestList(t *testing.T) {
+	rows := []int{1, 2, 3, 4, 5}
+	fetch := func(after *int, limit int) ([]int, error) {
+		start := 0
+		if after != nil {
+			start = *after
+		}
+		end := min(start+limit, len(rows))
+		return rows[start:end], nil
+	}
+	cursorOf := func(v int) int { return v } // the value is also its position after itself
+	var got []int
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+		page, next, err := List(token, "q", 2, fetch, cursorOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, page...)
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if len(got) != 5 || got[4] != 5 {
+		t.Fatalf("paged through %v, want 1..5", got)
+	}
+	if _, _, err := List(Encode(1, "q"), "other", 2, fetch, cursorOf); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("token for another query: %v", err)
+	}
+}
