@@ -109,20 +109,15 @@ func (s *Server) GetExportSchedule(ctx context.Context, req *handoffv1.GetExport
 func (s *Server) ListExportSchedules(ctx context.Context, req *handoffv1.ListExportSchedulesRequest) (*handoffv1.ListExportSchedulesResponse, error) {
 	ws := auth.Workspace(ctx)
 	query := "schedules|" + ws
-	cursor, ok, err := page.Decode[handoff.NameCursor](req.GetPageToken(), query)
+	ss, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.NameCursor, limit int) ([]handoff.ExportSchedule, error) {
+			return s.svc.ListSchedules(ctx, ws, after, limit)
+		},
+		func(sch handoff.ExportSchedule) handoff.NameCursor { return handoff.NameCursor{ID: sch.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	ss, err := s.svc.ListSchedules(ctx, ws, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListExportSchedulesResponse{}
-	if len(ss) > size {
-		ss = ss[:size]
-		resp.NextPageToken = page.Encode(handoff.NameCursor{ID: ss[size-1].ID}, query)
-	}
+	resp := &handoffv1.ListExportSchedulesResponse{NextPageToken: next}
 	for _, sch := range ss {
 		resp.ExportSchedules = append(resp.ExportSchedules, toProtoSchedule(sch))
 	}
@@ -197,21 +192,15 @@ func (s *Server) ListExports(ctx context.Context, req *handoffv1.ListExportsRequ
 		sid = ""
 	}
 	query := "exports|" + ws + "|" + sid
-	cursor, ok, err := page.Decode[handoff.TimeCursor](req.GetPageToken(), query)
+	es, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.TimeCursor, limit int) ([]handoff.Export, error) {
+			return s.svc.ListExports(ctx, ws, sid, after, limit)
+		},
+		func(e handoff.Export) handoff.TimeCursor { return handoff.TimeCursor{Time: e.CreateTime, ID: e.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	es, err := s.svc.ListExports(ctx, ws, sid, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListExportsResponse{}
-	if len(es) > size {
-		es = es[:size]
-		last := es[size-1]
-		resp.NextPageToken = page.Encode(handoff.TimeCursor{Time: last.CreateTime, ID: last.ID}, query)
-	}
+	resp := &handoffv1.ListExportsResponse{NextPageToken: next}
 	for _, e := range es {
 		resp.Exports = append(resp.Exports, toProtoExport(e))
 	}

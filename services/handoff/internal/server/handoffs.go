@@ -88,25 +88,22 @@ func (s *Server) ListHandoffs(ctx context.Context, req *handoffv1.ListHandoffsRe
 	}
 	f.ByDueTime = req.GetOrderBy() == "due_time"
 	query := fmt.Sprintf("handoffs|%s|%s|%s|%s|%v|%v|%v", ws, f.Owner, f.Team, f.Lead, f.States, f.MinCreateTime, f.ByDueTime)
-	cursor, ok, err := page.Decode[handoff.HandoffCursor](req.GetPageToken(), query)
+	hs, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.HandoffCursor, limit int) ([]handoff.Handoff, error) {
+			return s.svc.ListHandoffs(ctx, ws, f, after, limit)
+		},
+		func(h handoff.Handoff) handoff.HandoffCursor {
+			// Ordered by due time, the keyset continues from the due time.
+			c := handoff.HandoffCursor{ID: h.ID, Time: &h.CreateTime}
+			if f.ByDueTime {
+				c.Time = h.DueTime
+			}
+			return c
+		})
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	hs, err := s.svc.ListHandoffs(ctx, ws, f, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListHandoffsResponse{}
-	if len(hs) > size {
-		hs = hs[:size]
-		last := hs[size-1]
-		c := handoff.HandoffCursor{ID: last.ID, Time: &last.CreateTime}
-		if f.ByDueTime {
-			c.Time = last.DueTime
-		}
-		resp.NextPageToken = page.Encode(c, query)
-	}
+	resp := &handoffv1.ListHandoffsResponse{NextPageToken: next}
 	for _, h := range hs {
 		resp.Handoffs = append(resp.Handoffs, convert.Handoff(h))
 	}

@@ -3,6 +3,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -64,8 +65,13 @@ func ids(names []string, collection string) ([]string, error) {
 	return out, nil
 }
 
-func badToken(err error) error {
-	return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+// listError maps an error from page.List: a token not issued for this
+// query is the caller's mistake; anything else passes through unchanged.
+func listError(err error) error {
+	if errors.Is(err, page.ErrInvalidToken) {
+		return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+	}
+	return err
 }
 
 // maskPaths returns the mask's paths, or all when the mask is empty (a full
@@ -153,31 +159,19 @@ func (s *Server) ListOwners(ctx context.Context, req *handoffv1.ListOwnersReques
 	}
 	f := handoff.OwnerFilter{Team: team, Manager: manager, ShowDisabled: req.GetShowDisabled()}
 	query := fmt.Sprintf("owners|%s|%+v", ws, f)
-	cursor, ok, err := page.Decode[handoff.NameCursor](req.GetPageToken(), query)
+	owners, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.NameCursor, limit int) ([]handoff.Owner, error) {
+			return s.svc.ListOwners(ctx, ws, f, after, limit)
+		},
+		func(o handoff.Owner) handoff.NameCursor { return handoff.NameCursor{ID: o.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	owners, err := s.svc.ListOwners(ctx, ws, f, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListOwnersResponse{}
-	if len(owners) > size {
-		owners = owners[:size]
-		resp.NextPageToken = page.Encode(handoff.NameCursor{ID: owners[size-1].ID}, query)
-	}
+	resp := &handoffv1.ListOwnersResponse{NextPageToken: next}
 	for _, o := range owners {
 		resp.Owners = append(resp.Owners, convert.Owner(o))
 	}
 	return resp, nil
-}
-
-func ptr[T any](v T, ok bool) *T {
-	if !ok {
-		return nil
-	}
-	return &v
 }
 
 // UpdateOwner implements handoffv1.HandoffServiceServer.
@@ -270,20 +264,15 @@ func (s *Server) GetTeam(ctx context.Context, req *handoffv1.GetTeamRequest) (*h
 func (s *Server) ListTeams(ctx context.Context, req *handoffv1.ListTeamsRequest) (*handoffv1.ListTeamsResponse, error) {
 	ws := auth.Workspace(ctx)
 	query := "teams|" + ws
-	cursor, ok, err := page.Decode[handoff.NameCursor](req.GetPageToken(), query)
+	teams, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.NameCursor, limit int) ([]handoff.Team, error) {
+			return s.svc.ListTeams(ctx, ws, after, limit)
+		},
+		func(t handoff.Team) handoff.NameCursor { return handoff.NameCursor{ID: t.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	teams, err := s.svc.ListTeams(ctx, ws, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListTeamsResponse{}
-	if len(teams) > size {
-		teams = teams[:size]
-		resp.NextPageToken = page.Encode(handoff.NameCursor{ID: teams[size-1].ID}, query)
-	}
+	resp := &handoffv1.ListTeamsResponse{NextPageToken: next}
 	for _, t := range teams {
 		resp.Teams = append(resp.Teams, convert.Team(t))
 	}
@@ -458,21 +447,15 @@ func (s *Server) ListSlaBreaches(ctx context.Context, req *handoffv1.ListSlaBrea
 		f.Max = &t
 	}
 	query := fmt.Sprintf("breaches|%s|%s|%s|%s|%v|%v", ws, f.Manager, f.Team, f.Owner, f.Min, f.Max)
-	cursor, ok, err := page.Decode[handoff.TimeCursor](req.GetPageToken(), query)
+	bs, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.TimeCursor, limit int) ([]handoff.Breach, error) {
+			return s.svc.ListBreaches(ctx, ws, f, after, limit)
+		},
+		func(b handoff.Breach) handoff.TimeCursor { return handoff.TimeCursor{Time: b.BreachTime, ID: b.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	bs, err := s.svc.ListBreaches(ctx, ws, f, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListSlaBreachesResponse{}
-	if len(bs) > size {
-		bs = bs[:size]
-		last := bs[size-1]
-		resp.NextPageToken = page.Encode(handoff.TimeCursor{Time: last.BreachTime, ID: last.ID}, query)
-	}
+	resp := &handoffv1.ListSlaBreachesResponse{NextPageToken: next}
 	for _, b := range bs {
 		resp.SlaBreaches = append(resp.SlaBreaches, convert.Breach(b))
 	}

@@ -114,20 +114,15 @@ func (s *Server) GetWebhookSubscription(ctx context.Context, req *handoffv1.GetW
 func (s *Server) ListWebhookSubscriptions(ctx context.Context, req *handoffv1.ListWebhookSubscriptionsRequest) (*handoffv1.ListWebhookSubscriptionsResponse, error) {
 	ws := auth.Workspace(ctx)
 	query := "subscriptions|" + ws
-	cursor, ok, err := page.Decode[handoff.NameCursor](req.GetPageToken(), query)
+	subs, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.NameCursor, limit int) ([]handoff.Subscription, error) {
+			return s.svc.ListSubscriptions(ctx, ws, after, limit)
+		},
+		func(sub handoff.Subscription) handoff.NameCursor { return handoff.NameCursor{ID: sub.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	subs, err := s.svc.ListSubscriptions(ctx, ws, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListWebhookSubscriptionsResponse{}
-	if len(subs) > size {
-		subs = subs[:size]
-		resp.NextPageToken = page.Encode(handoff.NameCursor{ID: subs[size-1].ID}, query)
-	}
+	resp := &handoffv1.ListWebhookSubscriptionsResponse{NextPageToken: next}
 	for _, sub := range subs {
 		resp.WebhookSubscriptions = append(resp.WebhookSubscriptions, toProtoSubscription(sub))
 	}
@@ -204,21 +199,15 @@ func (s *Server) ListWebhookDeliveries(ctx context.Context, req *handoffv1.ListW
 	}
 	f := handoff.DeliveryFilter{Subscription: sid, State: handoff.DeliveryState(req.GetState()), Handoff: hid}
 	query := fmt.Sprintf("deliveries|%s|%+v", ws, f)
-	cursor, ok, err := page.Decode[handoff.TimeCursor](req.GetPageToken(), query)
+	ds, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *handoff.TimeCursor, limit int) ([]handoff.Delivery, error) {
+			return s.svc.ListDeliveries(ctx, ws, f, after, limit)
+		},
+		func(d handoff.Delivery) handoff.TimeCursor { return handoff.TimeCursor{Time: d.CreateTime, ID: d.ID} })
 	if err != nil {
-		return nil, badToken(err)
+		return nil, listError(err)
 	}
-	size := page.Size(req.GetPageSize())
-	ds, err := s.svc.ListDeliveries(ctx, ws, f, ptr(cursor, ok), size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &handoffv1.ListWebhookDeliveriesResponse{}
-	if len(ds) > size {
-		ds = ds[:size]
-		last := ds[size-1]
-		resp.NextPageToken = page.Encode(handoff.TimeCursor{Time: last.CreateTime, ID: last.ID}, query)
-	}
+	resp := &handoffv1.ListWebhookDeliveriesResponse{NextPageToken: next}
 	for _, d := range ds {
 		resp.WebhookDeliveries = append(resp.WebhookDeliveries, toProtoDelivery(d))
 	}

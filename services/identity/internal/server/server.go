@@ -75,25 +75,20 @@ func (s *Server) ListApiKeys(ctx context.Context, req *identityv1.ListApiKeysReq
 	if err != nil {
 		return nil, err
 	}
-	cursor, ok, err := page.Decode[identity.KeyCursor](req.GetPageToken(), ws)
-	if err != nil {
+	keys, next, err := page.List(req.GetPageToken(), ws, req.GetPageSize(),
+		func(after *identity.KeyCursor, limit int) ([]identity.APIKey, error) {
+			return s.svc.ListAPIKeys(ctx, ws, after, limit)
+		},
+		func(k identity.APIKey) identity.KeyCursor {
+			return identity.KeyCursor{CreateTime: k.CreateTime, ID: k.ID}
+		})
+	switch {
+	case errors.Is(err, page.ErrInvalidToken):
 		return nil, apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
-	}
-	var after *identity.KeyCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	keys, err := s.svc.ListAPIKeys(ctx, ws, after, size+1)
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
-	resp := &identityv1.ListApiKeysResponse{}
-	if len(keys) > size {
-		keys = keys[:size]
-		last := keys[size-1]
-		resp.NextPageToken = page.Encode(identity.KeyCursor{CreateTime: last.CreateTime, ID: last.ID}, ws)
-	}
+	resp := &identityv1.ListApiKeysResponse{NextPageToken: next}
 	for _, k := range keys {
 		resp.ApiKeys = append(resp.ApiKeys, toProtoAPIKey(k))
 	}

@@ -106,8 +106,13 @@ func formID(name string) (string, error) {
 	return ids[0], nil
 }
 
-func invalidToken(err error) error {
-	return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+// listError maps an error from page.List: a token not issued for this
+// query is the caller's mistake; anything else passes through unchanged.
+func listError(err error) error {
+	if errors.Is(err, page.ErrInvalidToken) {
+		return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+	}
+	return err
 }
 
 // CreateLead implements ingestionv1.IngestionServiceServer.
@@ -177,25 +182,15 @@ func (s *Server) ListLeads(ctx context.Context, req *ingestionv1.ListLeadsReques
 	}
 	// The token is bound to the workspace and the filters.
 	query := strings.Join([]string{ws, f.Source, f.Country, f.CompanyDomain, f.MinUpdateTime.String()}, "\x00")
-	cursor, ok, err := page.Decode[lead.LeadCursor](req.GetPageToken(), query)
+	leads, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *lead.LeadCursor, limit int) ([]lead.Lead, error) {
+			return s.svc.ListLeads(ctx, ws, f, after, limit)
+		},
+		func(l lead.Lead) lead.LeadCursor { return lead.LeadCursor{CreateTime: l.CreateTime, ID: l.ID} })
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *lead.LeadCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	leads, err := s.svc.ListLeads(ctx, ws, f, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &ingestionv1.ListLeadsResponse{}
-	if len(leads) > size {
-		leads = leads[:size]
-		last := leads[size-1]
-		resp.NextPageToken = page.Encode(lead.LeadCursor{CreateTime: last.CreateTime, ID: last.ID}, query)
-	}
+	resp := &ingestionv1.ListLeadsResponse{NextPageToken: next}
 	for _, l := range leads {
 		resp.Leads = append(resp.Leads, toProtoLead(l))
 	}
@@ -388,25 +383,17 @@ func (s *Server) ListActivities(ctx context.Context, req *ingestionv1.ListActivi
 		return nil, err
 	}
 	query := ws + "\x00" + id
-	cursor, ok, err := page.Decode[lead.ActivityCursor](req.GetPageToken(), query)
+	acts, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *lead.ActivityCursor, limit int) ([]lead.Activity, error) {
+			return s.svc.ListActivities(ctx, ws, id, after, limit)
+		},
+		func(a lead.Activity) lead.ActivityCursor {
+			return lead.ActivityCursor{OccurTime: a.OccurTime, ID: a.ID}
+		})
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *lead.ActivityCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	acts, err := s.svc.ListActivities(ctx, ws, id, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &ingestionv1.ListActivitiesResponse{}
-	if len(acts) > size {
-		acts = acts[:size]
-		last := acts[size-1]
-		resp.NextPageToken = page.Encode(lead.ActivityCursor{OccurTime: last.OccurTime, ID: last.ID}, query)
-	}
+	resp := &ingestionv1.ListActivitiesResponse{NextPageToken: next}
 	for _, a := range acts {
 		resp.Activities = append(resp.Activities, toProtoActivity(a))
 	}
@@ -424,24 +411,15 @@ func (s *Server) ListLeadChanges(ctx context.Context, req *ingestionv1.ListLeadC
 		return nil, err
 	}
 	query := ws + "\x00" + id
-	cursor, ok, err := page.Decode[lead.ChangeCursor](req.GetPageToken(), query)
+	changes, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *lead.ChangeCursor, limit int) ([]lead.Change, error) {
+			return s.svc.ListChanges(ctx, ws, id, after, limit)
+		},
+		func(c lead.Change) lead.ChangeCursor { return lead.ChangeCursor{ID: c.ID} })
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *lead.ChangeCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	changes, err := s.svc.ListChanges(ctx, ws, id, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &ingestionv1.ListLeadChangesResponse{}
-	if len(changes) > size {
-		changes = changes[:size]
-		resp.NextPageToken = page.Encode(lead.ChangeCursor{ID: changes[size-1].ID}, query)
-	}
+	resp := &ingestionv1.ListLeadChangesResponse{NextPageToken: next}
 	for _, c := range changes {
 		resp.Changes = append(resp.Changes, toProtoChange(c))
 	}
@@ -486,25 +464,15 @@ func (s *Server) ListForms(ctx context.Context, req *ingestionv1.ListFormsReques
 	if err != nil {
 		return nil, err
 	}
-	cursor, ok, err := page.Decode[lead.FormCursor](req.GetPageToken(), ws)
+	forms, next, err := page.List(req.GetPageToken(), ws, req.GetPageSize(),
+		func(after *lead.FormCursor, limit int) ([]lead.Form, error) {
+			return s.svc.ListForms(ctx, ws, after, limit)
+		},
+		func(f lead.Form) lead.FormCursor { return lead.FormCursor{CreateTime: f.CreateTime, ID: f.ID} })
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *lead.FormCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	forms, err := s.svc.ListForms(ctx, ws, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &ingestionv1.ListFormsResponse{}
-	if len(forms) > size {
-		forms = forms[:size]
-		last := forms[size-1]
-		resp.NextPageToken = page.Encode(lead.FormCursor{CreateTime: last.CreateTime, ID: last.ID}, ws)
-	}
+	resp := &ingestionv1.ListFormsResponse{NextPageToken: next}
 	for _, f := range forms {
 		resp.Forms = append(resp.Forms, toProtoForm(f))
 	}

@@ -3,6 +3,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -135,25 +136,20 @@ func (s *Server) ListTransitions(ctx context.Context, req *lifecyclev1.ListTrans
 		return nil, apperr.InvalidArgument("invalid parent", apperr.Field("parent", `must be "leads/{lead}"`))
 	}
 	query := ws + "/" + req.GetParent()
-	cursor, ok, err := page.Decode[lifecycle.TransitionCursor](req.GetPageToken(), query)
-	if err != nil {
+	ts, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *lifecycle.TransitionCursor, limit int) ([]lifecycle.Transition, error) {
+			return s.svc.Transitions(ctx, ws, ids[0], after, limit)
+		},
+		func(t lifecycle.Transition) lifecycle.TransitionCursor {
+			return lifecycle.TransitionCursor{Time: t.Time, ID: t.ID}
+		})
+	switch {
+	case errors.Is(err, page.ErrInvalidToken):
 		return nil, apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
-	}
-	var after *lifecycle.TransitionCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	ts, err := s.svc.Transitions(ctx, ws, ids[0], after, size+1)
-	if err != nil {
+	case err != nil:
 		return nil, err
 	}
-	resp := &lifecyclev1.ListTransitionsResponse{}
-	if len(ts) > size {
-		ts = ts[:size]
-		last := ts[size-1]
-		resp.NextPageToken = page.Encode(lifecycle.TransitionCursor{Time: last.Time, ID: last.ID}, query)
-	}
+	resp := &lifecyclev1.ListTransitionsResponse{NextPageToken: next}
 	for _, t := range ts {
 		resp.Transitions = append(resp.Transitions, toProtoTransition(t))
 	}

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,8 +41,13 @@ func modelID(name string) (string, error) {
 	return ids[0], nil
 }
 
-func invalidToken(err error) error {
-	return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+// listError maps an error from page.List: a token not issued for this
+// query is the caller's mistake; anything else passes through unchanged.
+func listError(err error) error {
+	if errors.Is(err, page.ErrInvalidToken) {
+		return apperr.InvalidArgument("invalid page token", apperr.Field("page_token", err.Error()))
+	}
+	return err
 }
 
 // CreateScoringModel implements scoringv1.ScoringServiceServer.
@@ -73,25 +79,17 @@ func (s *Server) GetScoringModel(ctx context.Context, req *scoringv1.GetScoringM
 func (s *Server) ListScoringModels(ctx context.Context, req *scoringv1.ListScoringModelsRequest) (*scoringv1.ListScoringModelsResponse, error) {
 	ws := auth.Workspace(ctx)
 	query := fmt.Sprintf("%s|%d", ws, req.GetState())
-	cursor, ok, err := page.Decode[scoring.ModelCursor](req.GetPageToken(), query)
+	models, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *scoring.ModelCursor, limit int) ([]scoring.Model, error) {
+			return s.svc.ListModels(ctx, ws, toDomainState(req.GetState()), after, limit)
+		},
+		func(m scoring.Model) scoring.ModelCursor {
+			return scoring.ModelCursor{CreateTime: m.CreateTime, ID: m.ID}
+		})
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *scoring.ModelCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	models, err := s.svc.ListModels(ctx, ws, toDomainState(req.GetState()), after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &scoringv1.ListScoringModelsResponse{}
-	if len(models) > size {
-		models = models[:size]
-		last := models[size-1]
-		resp.NextPageToken = page.Encode(scoring.ModelCursor{CreateTime: last.CreateTime, ID: last.ID}, query)
-	}
+	resp := &scoringv1.ListScoringModelsResponse{NextPageToken: next}
 	for _, m := range models {
 		resp.ScoringModels = append(resp.ScoringModels, toProtoModel(m))
 	}
@@ -217,25 +215,17 @@ func (s *Server) ListLeadScores(ctx context.Context, req *scoringv1.ListLeadScor
 	if f.Qualified != nil {
 		query += fmt.Sprintf("|q=%t", *f.Qualified)
 	}
-	cursor, ok, err := page.Decode[scoring.LeadCursor](req.GetPageToken(), query)
+	leads, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *scoring.LeadCursor, limit int) ([]scoring.Lead, error) {
+			return s.svc.ListLeadScores(ctx, ws, f, after, limit)
+		},
+		func(l scoring.Lead) scoring.LeadCursor {
+			return scoring.LeadCursor{Total: scoring.WholePoints(l.TotalMilli), ID: l.ID}
+		})
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *scoring.LeadCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	leads, err := s.svc.ListLeadScores(ctx, ws, f, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &scoringv1.ListLeadScoresResponse{}
-	if len(leads) > size {
-		leads = leads[:size]
-		last := leads[size-1]
-		resp.NextPageToken = page.Encode(scoring.LeadCursor{Total: scoring.WholePoints(last.TotalMilli), ID: last.ID}, query)
-	}
+	resp := &scoringv1.ListLeadScoresResponse{NextPageToken: next}
 	thresholds := map[string]int64{}
 	for _, l := range leads {
 		th, ok := thresholds[l.ModelID]
@@ -274,25 +264,17 @@ func (s *Server) ListRescoreJobs(ctx context.Context, req *scoringv1.ListRescore
 		}
 	}
 	query := ws + "|" + model
-	cursor, ok, err := page.Decode[scoring.ModelCursor](req.GetPageToken(), query)
+	jobs, next, err := page.List(req.GetPageToken(), query, req.GetPageSize(),
+		func(after *scoring.ModelCursor, limit int) ([]scoring.RescoreJob, error) {
+			return s.svc.ListJobs(ctx, ws, model, after, limit)
+		},
+		func(j scoring.RescoreJob) scoring.ModelCursor {
+			return scoring.ModelCursor{CreateTime: j.CreateTime, ID: j.ID}
+		})
 	if err != nil {
-		return nil, invalidToken(err)
+		return nil, listError(err)
 	}
-	var after *scoring.ModelCursor
-	if ok {
-		after = &cursor
-	}
-	size := page.Size(req.GetPageSize())
-	jobs, err := s.svc.ListJobs(ctx, ws, model, after, size+1)
-	if err != nil {
-		return nil, err
-	}
-	resp := &scoringv1.ListRescoreJobsResponse{}
-	if len(jobs) > size {
-		jobs = jobs[:size]
-		last := jobs[size-1]
-		resp.NextPageToken = page.Encode(scoring.ModelCursor{CreateTime: last.CreateTime, ID: last.ID}, query)
-	}
+	resp := &scoringv1.ListRescoreJobsResponse{NextPageToken: next}
 	for _, j := range jobs {
 		resp.RescoreJobs = append(resp.RescoreJobs, toProtoJob(j))
 	}
