@@ -34,10 +34,12 @@ CREATE TABLE funnel_conversions_monthly (
     PRIMARY KEY (workspace_id, source, campaign, from_stage, to_stage, month, prev_day, bucket)
 );
 
--- funnel_month is the first day of d's month.
+-- funnel_month is the first day of d's month. Truncating a timestamp
+-- (not the timestamptz a bare date would become) keeps it immutable, so
+-- that it is inlined.
 CREATE FUNCTION funnel_month(d date) RETURNS date
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN date_trunc('month', d)::date;
+    RETURN date_trunc('month', d::timestamp)::date;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION funnel_apply(ws text, lead text, dir integer) RETURNS void
