@@ -156,7 +156,9 @@ func (f *fixture) publish(t *testing.T, id string, m *scoringv1.ScoringModel) *s
 	if err != nil {
 		t.Fatalf("publish model: %v", err)
 	}
-	return pub.GetRescoreJob()
+	// The background rescore must not race the test's own events (it would
+	// score leads at whatever time the test's clock has moved to).
+	return f.waitJob(t, pub.GetRescoreJob().GetName())
 }
 
 // waitJob polls a rescore job until it ends.
