@@ -117,7 +117,7 @@ func synthesize(r *rand.Rand, ws, lead string) history {
 
 // load copies n synthetic leads of workspace "bench" (and a few of another
 // workspace) into the tables.
-func load(b testing.TB, pool *pgxpool.Pool, n int) (transitions int) {
+func load(b *testing.B, pool *pgxpool.Pool, n int) (transitions int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(1, 2))
 	sources := []string{"web", "ads", "events", "partner"}
