@@ -73,6 +73,7 @@ func TestGuardAuthorize(t *testing.T) {
 		{"unlisted method closed", "/x.S/Other", admin, codes.PermissionDenied, ""},
 		{"internal refuses keys", "/x.S/Internal", admin, codes.PermissionDenied, ""},
 		{"internal token", "/x.S/Internal", "internal-token", codes.OK, ""},
+		{"internal token on a tenant method", "/x.S/Read", "internal-token", codes.PermissionDenied, ""},
 		{"health is public", "/grpc.health.v1.Health/Check", "", codes.OK, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

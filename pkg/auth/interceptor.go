@@ -84,10 +84,15 @@ func (g *Guard) Authorize(ctx context.Context, method string) (context.Context, 
 	if token == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing bearer credentials in the authorization header")
 	}
-	if g.internalToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(g.internalToken)) == 1 {
+	internal := g.internalToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(g.internalToken)) == 1
+	switch {
+	case internal && access.Internal:
 		return WithPrincipal(ctx, Principal{Internal: true}), nil
-	}
-	if access.Internal {
+	case internal:
+		// The internal token speaks for no workspace, so it may not call
+		// tenant methods: they would act on workspace "".
+		return nil, status.Error(codes.PermissionDenied, "the internal token may call internal methods only")
+	case access.Internal:
 		return nil, status.Error(codes.PermissionDenied, "method is internal to Leadflow")
 	}
 	p, err := g.authn.Authenticate(ctx, token)

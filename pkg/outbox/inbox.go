@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
@@ -65,6 +66,9 @@ func (s *SinkServer) DeliverEvent(ctx context.Context, req *eventsv1.DeliverEven
 	if ev.GetId() == "" || ev.GetWorkspace() == "" || ev.GetPayload() == nil {
 		return nil, apperr.InvalidArgument("invalid event",
 			apperr.Field("event", "id, workspace and payload are required"))
+	}
+	if _, err := uuid.Parse(ev.GetId()); err != nil {
+		return nil, apperr.InvalidArgument("invalid event", apperr.Field("event.id", "must be a UUID"))
 	}
 	h, ok := s.handlers[ev.GetType()]
 	if !ok {

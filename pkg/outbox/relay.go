@@ -1,11 +1,13 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -172,37 +174,60 @@ type pending struct {
 	err        error
 }
 
-// DeliverDue makes one pass: it claims up to BatchSize due rows (skipping
-// rows another replica holds), delivers them, and records the outcome in the
-// same transaction. It returns how many rows it claimed.
+// DeliverDue makes one pass: it leases up to BatchSize due rows (skipping
+// rows another replica holds) in a short transaction, delivers them with no
+// transaction open, and records the outcomes in a second short one. It
+// returns how many rows it leased.
+//
+// No lock is held across the network calls, so a slow subscriber cannot
+// stall writers of the same rows (an erasure dropping a lead's events, say).
+// A relay that dies mid-pass leaves its rows leased until the lease runs out;
+// they are then delivered again, which receivers' inboxes make harmless.
 func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
-	var claimed int
+	var batch []*pending
 	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		const claim = `
-SELECT id, subscriber, event, attempts FROM outbox
- WHERE dead_time IS NULL AND next_attempt_time <= now()
- ORDER BY id
- LIMIT $1
-   FOR UPDATE SKIP LOCKED`
-		rows, err := tx.Query(ctx, claim, r.opts.BatchSize)
+UPDATE outbox o SET next_attempt_time = now() + $2::interval
+  FROM (SELECT id FROM outbox
+         WHERE dead_time IS NULL AND next_attempt_time <= now()
+         ORDER BY id
+         LIMIT $1
+           FOR UPDATE SKIP LOCKED) due
+ WHERE o.id = due.id
+RETURNING o.id, o.subscriber, o.event, o.attempts`
+		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.lease())
 		if err != nil {
-			return fmt.Errorf("claim outbox rows: %w", err)
+			return fmt.Errorf("lease outbox rows: %w", err)
 		}
-		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pending, error) {
+		batch, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pending, error) {
 			p := &pending{}
 			return p, row.Scan(&p.id, &p.subscriber, &p.event, &p.attempts)
 		})
 		if err != nil {
 			return fmt.Errorf("read outbox rows: %w", err)
 		}
-		claimed = len(batch)
-		if claimed == 0 {
-			return nil
-		}
-		r.deliverAll(ctx, batch)
-		return r.record(ctx, tx, batch)
+		return nil
 	})
-	return claimed, err
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	// RETURNING has no order; deliver oldest first.
+	slices.SortFunc(batch, func(a, b *pending) int { return cmp.Compare(a.id, b.id) })
+	r.deliverAll(ctx, batch)
+	// Record even when ctx ended mid-pass: what was delivered stays delivered.
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) }); err != nil {
+		return len(batch), err
+	}
+	return len(batch), nil
+}
+
+// lease is how long a pass may hold its rows: every delivery of a full
+// batch in turn, with room to spare.
+func (r *Relay) lease() time.Duration {
+	rounds := (r.opts.BatchSize + r.opts.Parallelism - 1) / r.opts.Parallelism
+	return time.Duration(rounds)*r.opts.DeliverTimeout + 30*time.Second
 }
 
 func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {

@@ -217,7 +217,9 @@ func (im *Import) Reject(line int64, err error) {
 	if len(im.summary.Errors) >= MaxImportErrors {
 		return
 	}
-	ie := ImportError{Line: line, Reason: err.Error()}
+	// Only the error vocabulary's public messages reach the client; anything
+	// else could carry SQL or internal detail.
+	ie := ImportError{Line: line, Reason: "internal error"}
 	if e, ok := errors.AsType[*apperr.Error](err); ok {
 		ie.Reason = e.Message()
 		if fv := e.FieldViolations(); len(fv) > 0 {
