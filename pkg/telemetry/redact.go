@@ -36,14 +36,14 @@ type redactedSpan struct {
 }
 
 func (s redactedSpan) Attributes() []attribute.KeyValue {
-	return RedactAttributes(s.ReadOnlySpan.Attributes())
+	return redactAttributes(s.ReadOnlySpan.Attributes())
 }
 
 func (s redactedSpan) Events() []sdktrace.Event {
 	events := s.ReadOnlySpan.Events()
 	out := make([]sdktrace.Event, len(events))
 	for i, ev := range events {
-		ev.Attributes = RedactAttributes(ev.Attributes)
+		ev.Attributes = redactAttributes(ev.Attributes)
 		out[i] = ev
 	}
 	return out
@@ -58,9 +58,9 @@ func (s redactedSpan) Status() sdktrace.Status {
 // urlKeys hold URLs or paths whose query string is dropped.
 var urlKeys = map[attribute.Key]bool{"url.full": true, "http.url": true, "http.target": true, "url.query": true}
 
-// RedactAttributes drops attributes that name personal data, cuts query
+// redactAttributes drops attributes that name personal data, cuts query
 // strings off URLs and scrubs e-mail addresses from string values.
-func RedactAttributes(attrs []attribute.KeyValue) []attribute.KeyValue {
+func redactAttributes(attrs []attribute.KeyValue) []attribute.KeyValue {
 	out := make([]attribute.KeyValue, 0, len(attrs))
 	for _, a := range attrs {
 		if logging.IsPersonalKey(string(a.Key)) {
