@@ -41,6 +41,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/migrate"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 )
@@ -167,6 +168,22 @@ func (rt *Runtime) Dial(peer string) (*grpc.ClientConn, error) {
 	}
 	rt.conns[peer] = conn
 	return conn, nil
+}
+
+// RelayTo starts the outbox relay of the service's schema, delivering to
+// each named peer's EventSinkService until shutdown. Until a peer is up its
+// deliveries fail and are retried with backoff; nothing is lost.
+func (rt *Runtime) RelayTo(schema string, peers ...string) error {
+	sinks := make(map[string]outbox.Sink, len(peers))
+	for _, peer := range peers {
+		conn, err := rt.Dial(peer)
+		if err != nil {
+			return err
+		}
+		sinks[peer] = outbox.GRPCSink(conn)
+	}
+	rt.Go(outbox.NewRelay(rt.Pool, schema, sinks, outbox.RelayOptions{Logger: rt.Logger}).Run)
+	return nil
 }
 
 func (rt *Runtime) closeConns() {

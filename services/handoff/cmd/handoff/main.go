@@ -38,15 +38,9 @@ func main() {
 			if err := store.Instrument(rt.Pool); err != nil {
 				return err
 			}
-
-			lifecycle, err := rt.Dial(service.Lifecycle)
-			if err != nil {
+			if err := rt.RelayTo(store.Schema, service.Lifecycle); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(rt.Pool, store.Schema,
-				map[string]outbox.Sink{service.Lifecycle: outbox.GRPCSink(lifecycle)},
-				outbox.RelayOptions{Logger: rt.Logger})
-			rt.Go(relay.Run)
 			rt.Go(func(ctx context.Context) error {
 				return app.Every(ctx, rt.Logger, "sla timers", slaInterval, a.Service.FireDueTimers)
 			})

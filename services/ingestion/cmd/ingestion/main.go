@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
 	"github.com/leadflow/leadflow/pkg/migrate"
@@ -31,18 +30,5 @@ func main() {
 func setup(_ context.Context, rt *service.Runtime) error {
 	svc := lead.NewService(store.New(rt.Pool, store.NewPublisher()))
 	ingestionv1.RegisterIngestionServiceServer(rt.Server, server.New(svc))
-
-	// Until a subscriber is up, its deliveries fail and are retried with
-	// backoff; nothing is lost.
-	sinks := map[string]outbox.Sink{}
-	for _, peer := range []string{service.Scoring, service.Lifecycle, service.Handoff} {
-		conn, err := rt.Dial(peer)
-		if err != nil {
-			return fmt.Errorf("dial %s: %w", peer, err)
-		}
-		sinks[peer] = outbox.GRPCSink(conn)
-	}
-	relay := outbox.NewRelay(rt.Pool, store.Schema, sinks, outbox.RelayOptions{Logger: rt.Logger})
-	rt.Go(relay.Run)
-	return nil
+	return rt.RelayTo(store.Schema, service.Scoring, service.Lifecycle, service.Handoff)
 }

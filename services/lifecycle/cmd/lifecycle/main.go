@@ -31,21 +31,10 @@ func main() {
 			svc := lifecycle.NewService(st)
 			lifecyclev1.RegisterLifecycleServiceServer(rt.Server, server.New(svc))
 			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, sink.Handlers(svc, st)))
-
-			sinks := map[string]outbox.Sink{}
-			for _, peer := range []string{service.Handoff, service.Scoring} {
-				conn, err := rt.Dial(peer)
-				if err != nil {
-					return err
-				}
-				sinks[peer] = outbox.GRPCSink(conn)
-			}
 			if err := store.Instrument(rt.Pool); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(rt.Pool, store.Schema, sinks, outbox.RelayOptions{Logger: rt.Logger})
-			rt.Go(relay.Run)
-			return nil
+			return rt.RelayTo(store.Schema, service.Handoff, service.Scoring)
 		},
 	})
 }

@@ -34,17 +34,9 @@ func main() {
 			svc := scoring.NewService(st)
 			scoringv1.RegisterScoringServiceServer(rt.Server, server.New(svc))
 			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, server.Handlers(svc, st)))
-
-			sinks := map[string]outbox.Sink{}
-			for _, peer := range []string{service.Lifecycle, service.Handoff} {
-				conn, err := rt.Dial(peer)
-				if err != nil {
-					return err
-				}
-				sinks[peer] = outbox.GRPCSink(conn)
+			if err := rt.RelayTo(store.Schema, service.Lifecycle, service.Handoff); err != nil {
+				return err
 			}
-			relay := outbox.NewRelay(rt.Pool, store.Schema, sinks, outbox.RelayOptions{Logger: rt.Logger})
-			rt.Go(relay.Run)
 			rt.Go(func(ctx context.Context) error { return svc.RunRescorer(ctx, rt.Logger, rescorePoll) })
 			return nil
 		},
