@@ -100,14 +100,17 @@ func Start(t testing.TB, dataDir string) *Suite {
 	// They take turns through a lock on a file until each suite is up.
 	unlock := lockStartup(t)
 	defer unlock()
-	httpPort, grpcPort := FreePort(t), FreePortRange(t, len(devstack.Backends))
-	metricsPort := FreePortRange(t, len(devstack.Backends)+1)
+	// One block of consecutive free ports, so that no two of the suite's
+	// ports can be the same (each is only checked free, not held).
+	n := len(devstack.Backends)
+	base := FreePortRange(t, 2+n+n+1)
+	httpPort, pgPort, grpcPort, metricsPort := base, base+1, base+2, base+2+n
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- devstack.Run(ctx, devstack.Options{
-			DataDir: dataDir, BinDir: bin, PostgresPort: FreePort(t),
+			DataDir: dataDir, BinDir: bin, PostgresPort: pgPort,
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), FirstGRPCPort: grpcPort,
 			FirstMetricsPort: metricsPort, Out: out,
 		})
