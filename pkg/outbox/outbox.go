@@ -23,6 +23,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -54,14 +55,27 @@ func Route(payload proto.Message, subscribers ...string) (string, []string) {
 type Publisher struct {
 	source  string
 	channel string
-	routes  Routes
+	routes  map[string]string // event type -> its subscribers, comma-joined
 	now     func() *timestamppb.Timestamp
 }
 
 // NewPublisher returns a publisher for the service named source whose tables
-// live in schema.
+// live in schema. Subscriber names are fixed by the code, so a malformed one
+// (empty, or with a comma) is a programming error and panics.
 func NewPublisher(source, schema string, routes Routes) *Publisher {
-	return &Publisher{source: source, channel: Channel(schema), routes: routes, now: timestamppb.Now}
+	joined := make(map[string]string, len(routes))
+	for typ, subs := range routes {
+		if len(subs) == 0 {
+			continue
+		}
+		for _, s := range subs {
+			if s == "" || strings.Contains(s, ",") {
+				panic(fmt.Sprintf("outbox: bad subscriber name %q for %s", s, typ))
+			}
+		}
+		joined[typ] = strings.Join(subs, ",")
+	}
+	return &Publisher{source: source, channel: Channel(schema), routes: joined, now: timestamppb.Now}
 }
 
 // Channel is the NOTIFY channel the relay of schema listens on.
@@ -118,31 +132,32 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 			Payload:     anyPayload,
 		}
 		evs[i] = ev
-		subs := p.routes[typ]
-		if len(subs) == 0 {
+		subs, ok := p.routes[typ]
+		if !ok {
 			continue
 		}
 		raw, err := proto.Marshal(ev)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
-		for _, sub := range subs {
-			ids = append(ids, id)
-			workspaces = append(workspaces, m.Workspace)
-			subscribers = append(subscribers, sub)
-			types = append(types, typ)
-			raws = append(raws, raw)
-			leads = append(leads, m.Lead)
-		}
+		ids = append(ids, id)
+		workspaces = append(workspaces, m.Workspace)
+		subscribers = append(subscribers, subs)
+		types = append(types, typ)
+		raws = append(raws, raw)
+		leads = append(leads, m.Lead)
 	}
 	if len(ids) == 0 {
 		return evs, nil
 	}
+	// One row per event, naming its subscribers; the relay fans it out.
+	// (unnest cannot pair rows with arrays of their own, hence the joined
+	// names; NewPublisher refuses names with commas.)
 	const q = `
-INSERT INTO outbox (event_id, workspace_id, subscriber, event_type, event, lead_id)
-SELECT id, ws, sub, typ, ev, nullif(lead, '')
+INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id)
+SELECT id, ws, string_to_array(subs, ','), typ, ev, nullif(lead, '')
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
-    AS t (id, ws, sub, typ, ev, lead)`
+    AS t (id, ws, subs, typ, ev, lead)`
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
 	b := &pgx.Batch{}
 	b.Queue(q, ids, workspaces, subscribers, types, raws, leads)
@@ -154,16 +169,18 @@ SELECT id, ws, sub, typ, ev, nullif(lead, '')
 }
 
 // Forget deletes the undelivered events about leads in tx, including parked
-// ones, and returns how many deliveries it dropped. Erasure calls it before
+// ones, and returns how many deliveries (event and subscriber) it dropped. Erasure calls it before
 // publishing LeadErased in the same transaction: the erasure supersedes
 // those events, and they may carry personal data (page URLs, custom
 // attributes) that must not outlive it. Receivers must therefore accept a
 // LeadErased about a lead they never heard of.
 func Forget(ctx context.Context, tx pgx.Tx, workspace string, leads ...string) (int64, error) {
-	const q = `DELETE FROM outbox WHERE workspace_id = $1 AND lead_id = ANY($2)`
-	tag, err := tx.Exec(ctx, q, workspace, leads)
-	if err != nil {
+	const q = `
+WITH dropped AS (DELETE FROM outbox WHERE workspace_id = $1 AND lead_id = ANY($2) RETURNING subscribers)
+SELECT coalesce(sum(cardinality(subscribers)), 0) FROM dropped`
+	var n int64
+	if err := tx.QueryRow(ctx, q, workspace, leads).Scan(&n); err != nil {
 		return 0, fmt.Errorf("forget outbox events: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }

@@ -133,16 +133,16 @@ func TestPublishedEventIsDeliveredToEverySubscriber(t *testing.T) {
 	scoring, lifecycle := newRecorder(), newRecorder()
 	ev := publish(t, pool, "lead-1", &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Company: "Acme"}}, false)
 
-	if got := outboxRows(t, pool); got != 2 {
-		t.Fatalf("outbox rows = %d, want one per subscriber (2)", got)
+	if got := outboxRows(t, pool); got != 1 {
+		t.Fatalf("outbox rows = %d, want one for the event", got)
 	}
 	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
 	n, err := relay.DeliverDue(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 {
-		t.Fatalf("claimed %d rows, want 2", n)
+	if n != 1 {
+		t.Fatalf("claimed %d events, want 1", n)
 	}
 	for name, r := range map[string]*recorder{"scoring": scoring, "lifecycle": lifecycle} {
 		got := r.events()
@@ -299,6 +299,86 @@ func TestRefusedEventIsParked(t *testing.T) {
 	}
 }
 
+// owed returns, per live (not parked) outbox row, the subscribers still owed
+// its event, and the same for parked rows.
+func owed(t *testing.T, pool *pgxpool.Pool) (live, parked [][]string) {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), `SELECT subscribers, dead_time IS NOT NULL FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []string
+	var dead bool
+	if _, err := pgx.ForEachRow(rows, []any{&subs, &dead}, func() error {
+		if dead {
+			parked = append(parked, subs)
+		} else {
+			live = append(live, subs)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return live, parked
+}
+
+func TestOneSubscribersFailureDoesNotRedeliverToTheOthers(t *testing.T) {
+	pool := newPool(t)
+	scoring, lifecycle := newRecorder(), newRecorder()
+	lifecycle.failures = 1
+	ev := publish(t, pool, "lead-1", &eventsv1.LeadCaptured{}, false)
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if live, parked := owed(t, pool); len(live) != 1 || fmt.Sprint(live[0]) != "[lifecycle]" || len(parked) != 0 {
+		t.Fatalf("after lifecycle failed: live %v, parked %v; want lifecycle alone still owed", live, parked)
+	}
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET next_attempt_time = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := scoring.events(); len(got) != 1 || got[0].GetId() != ev.GetId() {
+		t.Fatalf("scoring got %d events, want the event once", len(got))
+	}
+	if got := lifecycle.events(); len(got) != 1 || got[0].GetId() != ev.GetId() {
+		t.Fatalf("lifecycle got %d events, want the event once", len(got))
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
+
+func TestOneSubscribersRefusalParksTheEventForItAlone(t *testing.T) {
+	pool := newPool(t)
+	scoring, lifecycle := newRecorder(), newRecorder()
+	lifecycle.failures, lifecycle.failWith = 1, status.Error(codes.InvalidArgument, "bad event")
+	scoring.failures = 1 // down for a moment
+	publish(t, pool, "lead-1", &eventsv1.LeadCaptured{}, false)
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	live, parked := owed(t, pool)
+	if len(live) != 1 || fmt.Sprint(live[0]) != "[scoring]" || len(parked) != 1 || fmt.Sprint(parked[0]) != "[lifecycle]" {
+		t.Fatalf("live %v, parked %v; want scoring to retry and lifecycle parked", live, parked)
+	}
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET next_attempt_time = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(scoring.events()) != 1 || len(lifecycle.events()) != 0 {
+		t.Fatalf("scoring got %d, lifecycle %d; want 1 and 0", len(scoring.events()), len(lifecycle.events()))
+	}
+	if live, parked := owed(t, pool); len(live) != 0 || len(parked) != 1 {
+		t.Fatalf("live %v, parked %v; want only the parked row", live, parked)
+	}
+}
+
 func TestParallelRelaysNeverDeliverARowTwice(t *testing.T) {
 	pool := newPool(t)
 	const events = 120
@@ -366,7 +446,7 @@ func TestForgetDropsALeadsUndeliveredEvents(t *testing.T) {
 	publish(t, pool, "lead-1", &eventsv1.LeadCaptured{}, false)
 	publish(t, pool, "lead-2", &eventsv1.LeadCaptured{}, false)
 	// A parked event of lead-1 goes too.
-	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET dead_time = now() WHERE lead_id = 'lead-1' AND subscriber = 'scoring'`); err != nil {
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET dead_time = now() WHERE lead_id = 'lead-1'`); err != nil {
 		t.Fatal(err)
 	}
 	var dropped int64
@@ -423,9 +503,10 @@ func TestPublishAll(t *testing.T) {
 			t.Fatalf("event %d = %v", i, ev)
 		}
 	}
-	// LeadCaptured goes to two subscribers, LeadErased to one, LeadScored nowhere.
-	if got := outboxRows(t, pool); got != 3 {
-		t.Fatalf("outbox rows = %d, want 3", got)
+	// LeadCaptured goes to two subscribers, LeadErased to one, LeadScored
+	// nowhere: a row for each of the first two.
+	if got := outboxRows(t, pool); got != 2 {
+		t.Fatalf("outbox rows = %d, want 2", got)
 	}
 	scoring, lifecycle := newRecorder(), newRecorder()
 	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})

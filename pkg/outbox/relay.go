@@ -166,18 +166,19 @@ func (r *Relay) untilNextDue(ctx context.Context) (time.Duration, error) {
 	return max(*d, 10*time.Millisecond), nil
 }
 
+// pending is one leased row: an event and the subscribers still owed it.
 type pending struct {
-	id         int64
-	subscriber string
-	event      []byte
-	attempts   int
-	err        error
+	id          int64
+	subscribers []string
+	event       []byte
+	attempts    int
+	errs        []error // per subscriber, after delivery
 }
 
-// DeliverDue makes one pass: it leases up to BatchSize due rows (skipping
-// rows another replica holds) in a short transaction, delivers them with no
-// transaction open, and records the outcomes in a second short one. It
-// returns how many rows it leased.
+// DeliverDue makes one pass: it leases up to BatchSize due events (skipping
+// rows another replica holds) in a short transaction, delivers each to the
+// subscribers still owed it with no transaction open, and records the
+// outcomes in a second short one. It returns how many events it leased.
 //
 // No lock is held across the network calls, so a slow subscriber cannot
 // stall writers of the same rows (an erasure dropping a lead's events, say).
@@ -194,14 +195,14 @@ UPDATE outbox o SET next_attempt_time = now() + $2::interval
          LIMIT $1
            FOR UPDATE SKIP LOCKED) due
  WHERE o.id = due.id
-RETURNING o.id, o.subscriber, o.event, o.attempts`
+RETURNING o.id, o.subscribers, o.event, o.attempts`
 		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.lease())
 		if err != nil {
 			return fmt.Errorf("lease outbox rows: %w", err)
 		}
 		batch, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pending, error) {
 			p := &pending{}
-			return p, row.Scan(&p.id, &p.subscriber, &p.event, &p.attempts)
+			return p, row.Scan(&p.id, &p.subscribers, &p.event, &p.attempts)
 		})
 		if err != nil {
 			return fmt.Errorf("read outbox rows: %w", err)
@@ -224,34 +225,45 @@ RETURNING o.id, o.subscriber, o.event, o.attempts`
 }
 
 // lease is how long a pass may hold its rows: every delivery of a full
-// batch in turn, with room to spare.
+// batch to every subscriber in turn, with room to spare.
 func (r *Relay) lease() time.Duration {
-	rounds := (r.opts.BatchSize + r.opts.Parallelism - 1) / r.opts.Parallelism
+	deliveries := r.opts.BatchSize * max(len(r.sinks), 1)
+	rounds := (deliveries + r.opts.Parallelism - 1) / r.opts.Parallelism
 	return time.Duration(rounds)*r.opts.DeliverTimeout + 30*time.Second
 }
 
+// deliverAll hands every leased event to each of its subscribers, at most
+// Parallelism deliveries at a time.
 func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 	sem := make(chan struct{}, r.opts.Parallelism)
 	var wg sync.WaitGroup
 	for _, p := range batch {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p.err = r.deliver(ctx, p)
-		}()
+		p.errs = make([]error, len(p.subscribers))
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(p.event, ev); err != nil {
+			for i := range p.errs {
+				p.errs[i] = permanent{fmt.Errorf("decode event: %w", err)}
+			}
+			continue
+		}
+		for i, sub := range p.subscribers {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				p.errs[i] = r.deliver(ctx, ev, sub, p.attempts)
+			}()
+		}
 	}
 	wg.Wait()
 }
 
-func (r *Relay) deliver(ctx context.Context, p *pending) error {
-	sink, ok := r.sinks[p.subscriber]
+// deliver hands ev to one subscriber. attempts is how often delivery of the
+// event failed before.
+func (r *Relay) deliver(ctx context.Context, ev *eventsv1.Event, subscriber string, attempts int) error {
+	sink, ok := r.sinks[subscriber]
 	if !ok {
-		return fmt.Errorf("no sink configured for subscriber %q", p.subscriber)
-	}
-	ev := &eventsv1.Event{}
-	if err := proto.Unmarshal(p.event, ev); err != nil {
-		return permanent{fmt.Errorf("decode event: %w", err)}
+		return fmt.Errorf("no sink configured for subscriber %q", subscriber)
 	}
 	// Continue the trace of the request that caused the event.
 	parent := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{
@@ -261,10 +273,10 @@ func (r *Relay) deliver(ctx context.Context, p *pending) error {
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("leadflow.event.type", ev.GetType()),
-			attribute.String("leadflow.event.subscriber", p.subscriber),
+			attribute.String("leadflow.event.subscriber", subscriber),
 			attribute.String("leadflow.lead_id", ev.GetLead()),
 			attribute.String("leadflow.workspace", ev.GetWorkspace()),
-			attribute.Int("leadflow.event.attempt", p.attempts+1),
+			attribute.Int("leadflow.event.attempt", attempts+1),
 		))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.DeliverTimeout)
@@ -285,31 +297,49 @@ type permanent struct{ error }
 
 func (p permanent) Unwrap() error { return p.error }
 
+// record writes a pass's outcomes. Per event, the subscribers that took it
+// are done; those that refused it for good are split off into a parked row
+// (dead_time set) for an operator; those that failed are retried later with
+// backoff. An event nobody is owed any more is deleted.
 func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
 	var done []int64
 	b := &pgx.Batch{}
 	for _, p := range batch {
-		switch {
-		case p.err == nil:
-			done = append(done, p.id)
-		case errors.As(p.err, new(permanent)):
-			r.opts.Logger.Error("outbox event refused for good", "subscriber", p.subscriber, "row", p.id, "error", p.err)
-			b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2, dead_time = now() WHERE id = $1`,
-				p.id, truncate(p.err.Error()))
-		default:
-			delay := r.backoff(p.attempts + 1)
-			r.opts.Logger.Warn("outbox delivery failed", "subscriber", p.subscriber, "row", p.id,
-				"attempt", p.attempts+1, "retry_in", delay, "error", p.err)
-			b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-			                next_attempt_time = now() + $3::interval WHERE id = $1`,
-				p.id, truncate(p.err.Error()), delay)
+		delay := r.backoff(p.attempts + 1)
+		var retry, parked []string
+		var retryErr, parkErr error
+		for i, sub := range p.subscribers {
+			err := p.errs[i]
+			switch {
+			case err == nil:
+			case errors.As(err, new(permanent)):
+				r.opts.Logger.Error("outbox event refused for good", "subscriber", sub, "row", p.id, "error", err)
+				parked, parkErr = append(parked, sub), cmp.Or(parkErr, err)
+			default:
+				r.opts.Logger.Warn("outbox delivery failed", "subscriber", sub, "row", p.id,
+					"attempt", p.attempts+1, "retry_in", delay, "error", err)
+				retry, retryErr = append(retry, sub), cmp.Or(retryErr, err)
+			}
 		}
+		if len(parked) > 0 {
+			b.Queue(`
+INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id,
+                    attempts, last_error, create_time, next_attempt_time, dead_time)
+SELECT event_id, workspace_id, $2, event_type, event, lead_id,
+       attempts + 1, $3, create_time, next_attempt_time, now()
+  FROM outbox WHERE id = $1`, p.id, parked, truncate(parkErr.Error()))
+		}
+		if len(retry) == 0 {
+			done = append(done, p.id)
+			continue
+		}
+		b.Queue(`
+UPDATE outbox SET subscribers = $2, attempts = attempts + 1, last_error = $3,
+                  next_attempt_time = now() + $4::interval
+ WHERE id = $1`, p.id, retry, truncate(retryErr.Error()), delay)
 	}
 	if len(done) > 0 {
 		b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, done)
-	}
-	if b.Len() == 0 {
-		return nil
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record deliveries: %w", err)

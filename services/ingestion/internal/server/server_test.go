@@ -93,7 +93,7 @@ func (f fixture) count(t *testing.T, table string) int {
 // events returns the outbox's events for one subscriber, oldest first.
 func (f fixture) events(t *testing.T, subscriber string) []*eventsv1.Event {
 	t.Helper()
-	rows, err := f.pool.Query(t.Context(), `SELECT event FROM outbox WHERE subscriber = $1 ORDER BY id`, subscriber)
+	rows, err := f.pool.Query(t.Context(), `SELECT event FROM outbox WHERE $1 = ANY(subscribers) ORDER BY id`, subscriber)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func (f *fixture) outboxEvents(t *testing.T, lead string, payload proto.Message)
 	var n int
 	err := f.pool.QueryRow(context.Background(), `
 SELECT count(*) FROM outbox
- WHERE subscriber = 'lifecycle' AND event_type = $1 AND workspace_id = 'acme' AND ($2 = '' OR lead_id = $2)`,
+ WHERE 'lifecycle' = ANY(subscribers) AND event_type = $1 AND workspace_id = 'acme' AND ($2 = '' OR lead_id = $2)`,
 		string(payload.ProtoReflect().Descriptor().FullName()), lead).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
