@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
@@ -327,19 +328,20 @@ ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NUL
 RETURNING id`
 	n := len(leads)
 	var (
-		ids, emails, firsts, lasts, companies, titles, phones, countries = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		industries, sources, campaigns, domains                          = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		counts                                                           = make([]int32, n)
-		customs                                                          = make([]map[string]string, n)
-		accounts                                                         = make([]*string, n)
-		unsubscribed                                                     = make([]bool, n)
+		emails, firsts, lasts, companies, titles, phones, countries = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		industries, sources, campaigns, domains                     = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ids, accounts                                               = make([]pgtype.UUID, n), make([]pgtype.UUID, n)
+		counts                                                      = make([]int32, n)
+		customs                                                     = make([]map[string]string, n)
+		unsubscribed                                                = make([]bool, n)
 	)
 	for i, e := range leads {
 		l := e.lead
-		ids[i], emails[i], firsts[i], lasts[i], companies[i], titles[i], phones[i], countries[i] =
-			l.ID, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country
+		emails[i], firsts[i], lasts[i], companies[i], titles[i], phones[i], countries[i] =
+			l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country
 		industries[i], sources[i], campaigns[i], domains[i] = l.Industry, l.Source, l.Campaign, l.CompanyDomain
-		counts[i], customs[i], accounts[i], unsubscribed[i] = l.EmployeeCount, nonNil(l.Custom), nullable(l.AccountID), l.Unsubscribed
+		ids[i], accounts[i] = binaryUUID(l.ID), binaryUUID(l.AccountID)
+		counts[i], customs[i], unsubscribed[i] = l.EmployeeCount, nonNil(l.Custom), l.Unsubscribed
 	}
 	ws, at := leads[0].lead.Workspace, leads[0].lead.CreateTime
 	rows, err := tx.Query(ctx, q, ws, at, ids, emails, firsts, lasts, companies, titles, phones, countries,
@@ -347,28 +349,29 @@ RETURNING id`
 	if err != nil {
 		return nil, wrap("insert leads", err)
 	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
 	if err != nil {
 		return nil, wrap("insert leads", err)
 	}
-	won := make(map[string]bool, len(inserted))
+	won := make(map[[16]byte]bool, len(inserted))
 	for _, id := range inserted {
-		won[id] = true
+		won[id.Bytes] = true
 	}
 	lost := make([]bool, n)
-	for i, e := range leads {
-		lost[i] = !won[e.lead.ID]
+	for i := range leads {
+		lost[i] = !won[ids[i].Bytes]
 	}
 	return lost, nil
 }
 
 // changeSet collects history entries for one INSERT.
 type changeSet struct {
-	leads, kinds, sources, fields []string
+	leads                  []pgtype.UUID
+	kinds, sources, fields []string
 }
 
 func (c *changeSet) add(leadID, kind, source string, fields []string) {
-	c.leads = append(c.leads, leadID)
+	c.leads = append(c.leads, binaryUUID(leadID))
 	c.kinds = append(c.kinds, kind)
 	c.sources = append(c.sources, source)
 	// Field names never hold commas; text[][] would have to be rectangular.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
@@ -65,6 +66,15 @@ func NewPublisher() *outbox.Publisher {
 }
 
 // newID returns a time-ordered UUID, which keeps index inserts local.
+// binaryUUID is id as pgx sends it in binary. pgx encodes a string into a
+// uuid only after failing at binary and formatting the error, which for a
+// bulk write's arrays costs more than the statement. An id that does not
+// parse, such as "" for none, is NULL.
+func binaryUUID(id string) pgtype.UUID {
+	u, err := uuid.Parse(id)
+	return pgtype.UUID{Bytes: u, Valid: err == nil}
+}
+
 func newID() string {
 	id, err := uuid.NewV7()
 	if err != nil {
