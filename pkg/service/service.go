@@ -209,6 +209,7 @@ func Main(spec Spec) {
 
 // Run is Main without the process plumbing, for tests.
 func Run(ctx context.Context, spec Spec, args []string) (err error) {
+	TuneGC()
 	cfg, err := config.Load[Config](strings.ToUpper(spec.Name))
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
+	"github.com/leadflow/leadflow/pkg/service"
 )
 
 // BenchmarkImportLeads streams fresh leads through ImportLeads over gRPC
@@ -24,6 +25,7 @@ import (
 // import/copy and import/copy-indexed how many times longer the import took.
 func BenchmarkImportLeads(b *testing.B) {
 	const rows = 20_000
+	service.TuneGC() // as the ingestion binary runs
 	f := newFixture(b)
 	ctx := b.Context()
 	if _, err := f.pool.Exec(ctx, `
