@@ -307,11 +307,16 @@ SELECT ` + leadColumns + ` FROM leads
 // insertLeads inserts new leads in one statement and reports, per lead,
 // whether a concurrent capture inserted its email first. Rows go in the
 // order given (sorted by email), like every other capture's.
+//
+// Such races are rare, so a plain INSERT goes first, under a savepoint:
+// ON CONFLICT's speculative insertion costs about a fifth of the insert on
+// every row. Only when the plain INSERT hits the email key does the batch go
+// again with ON CONFLICT DO NOTHING, which tells the lost rows apart.
 func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) ([]bool, error) {
 	if len(leads) == 0 {
 		return nil, nil
 	}
-	const q = `
+	const insert = `
 INSERT INTO leads (id, workspace_id, email, first_name, last_name, company, title, phone, country,
                    industry, employee_count, source, campaign, custom_attributes, company_domain,
                    account_id, unsubscribed, version, create_time, update_time)
@@ -323,7 +328,8 @@ SELECT id, $1, email, first_name, last_name, company, title, phone, country,
               $16::text[], $17::uuid[], $18::boolean[])
     AS t (id, email, first_name, last_name, company, title, phone, country,
           industry, employee_count, source, campaign, custom_attributes,
-          company_domain, account_id, unsubscribed)
+          company_domain, account_id, unsubscribed)`
+	const unlessTaken = `
 ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NULL DO NOTHING
 RETURNING id`
 	n := len(leads)
@@ -344,8 +350,20 @@ RETURNING id`
 		counts[i], customs[i], unsubscribed[i] = l.EmployeeCount, nonNil(l.Custom), l.Unsubscribed
 	}
 	ws, at := leads[0].lead.Workspace, leads[0].lead.CreateTime
-	rows, err := tx.Query(ctx, q, ws, at, ids, emails, firsts, lasts, companies, titles, phones, countries,
-		industries, counts, sources, campaigns, customs, domains, accounts, unsubscribed)
+	args := []any{ws, at, ids, emails, firsts, lasts, companies, titles, phones, countries,
+		industries, counts, sources, campaigns, customs, domains, accounts, unsubscribed}
+
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.Exec(ctx, insert, args...)
+		return err
+	})
+	if err == nil {
+		return make([]bool, n), nil
+	}
+	if !postgres.IsUniqueViolation(err) || postgres.ConstraintName(err) != "leads_email" {
+		return nil, wrap("insert leads", err)
+	}
+	rows, err := tx.Query(ctx, insert+unlessTaken, args...)
 	if err != nil {
 		return nil, wrap("insert leads", err)
 	}
