@@ -76,10 +76,11 @@ func (s *Store) Capture(ctx context.Context, ws string, caps []lead.Capture) ([]
 	return out, wrap("capture leads", err)
 }
 
-// capture is the heart of ingestion. Per email it locks the live lead (or
-// the survivor a merged lead points to), or inserts a new one; a new lead
-// whose insert collides with a concurrent capture's is locked and updated
-// instead. Then every capture is applied in input order, its history, consent
+// capture is the heart of ingestion. Per email it inserts a new lead or,
+// when the email has one already, locks it (or the survivor a merged lead
+// points to). Emails are assumed new at first, bar those of merged leads:
+// most captures bring new people, and an insert that hits an existing or
+// concurrently inserted lead is cheap to redo as a lock and an update. Then every capture is applied in input order, its history, consent
 // and activity are written, and the events are published.
 func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.Capture) ([]lead.Outcome, error) {
 	now := s.now()
@@ -106,7 +107,17 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 		if round == maxResolveRounds {
 			return nil, errCaptureContention
 		}
-		found, err := lockByEmail(ctx, tx, ws, pending)
+		// In the first round only merged emails are looked up; later
+		// rounds look up the emails whose insert found a lead.
+		lookup := pending
+		if round == 0 {
+			merged, err := mergedEmails(ctx, tx, ws, pending)
+			if err != nil {
+				return nil, err
+			}
+			lookup = slices.DeleteFunc(slices.Clone(pending), func(e string) bool { return !merged[e] })
+		}
+		found, err := lockByEmail(ctx, tx, ws, lookup)
 		if err != nil {
 			return nil, err
 		}
@@ -224,6 +235,9 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 // lockByEmail locks the live lead of each email. An email with no live lead
 // but a merged one resolves to (and locks) the survivor.
 func lockByEmail(ctx context.Context, tx pgx.Tx, ws string, emails []string) (map[string]lead.Lead, error) {
+	if len(emails) == 0 {
+		return nil, nil
+	}
 	// One unique-index probe per email, in the (sorted) order given, so the
 	// plan and the lock order hold whatever the table's statistics say; a
 	// plain "email = ANY($2)" may scan the whole workspace while a big first
@@ -258,11 +272,11 @@ SELECT l.* FROM unnest($2::text[]) AS e (email)
 			missing = append(missing, e)
 		}
 	}
-	const merged = `
+	const mergedInto = `
 SELECT DISTINCT ON (email) email, merged_into FROM leads
  WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NOT NULL
  ORDER BY email, update_time DESC`
-	rows, err = tx.Query(ctx, merged, ws, missing)
+	rows, err = tx.Query(ctx, mergedInto, ws, missing)
 	if err != nil {
 		return nil, wrap("find merged leads", err)
 	}
@@ -302,6 +316,24 @@ SELECT ` + leadColumns + ` FROM leads
 		}
 	}
 	return found, nil
+}
+
+// mergedEmails reports which of emails belong to merged leads.
+func mergedEmails(ctx context.Context, tx pgx.Tx, ws string, emails []string) (map[string]bool, error) {
+	const q = `
+SELECT DISTINCT email FROM leads
+ WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NOT NULL`
+	rows, err := tx.Query(ctx, q, ws, emails)
+	if err != nil {
+		return nil, wrap("find merged leads", err)
+	}
+	merged := map[string]bool{}
+	var email string
+	_, err = pgx.ForEachRow(rows, []any{&email}, func() error {
+		merged[email] = true
+		return nil
+	})
+	return merged, wrap("find merged leads", err)
 }
 
 // insertLeads inserts new leads in one statement and reports, per lead,
