@@ -23,7 +23,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -55,27 +54,14 @@ func Route(payload proto.Message, subscribers ...string) (string, []string) {
 type Publisher struct {
 	source  string
 	channel string
-	routes  map[string]string // event type -> its subscribers, comma-joined
+	routes  Routes
 	now     func() *timestamppb.Timestamp
 }
 
 // NewPublisher returns a publisher for the service named source whose tables
-// live in schema. Subscriber names are fixed by the code, so a malformed one
-// (empty, or with a comma) is a programming error and panics.
+// live in schema.
 func NewPublisher(source, schema string, routes Routes) *Publisher {
-	joined := make(map[string]string, len(routes))
-	for typ, subs := range routes {
-		if len(subs) == 0 {
-			continue
-		}
-		for _, s := range subs {
-			if s == "" || strings.Contains(s, ",") {
-				panic(fmt.Sprintf("outbox: bad subscriber name %q for %s", s, typ))
-			}
-		}
-		joined[typ] = strings.Join(subs, ",")
-	}
-	return &Publisher{source: source, channel: Channel(schema), routes: joined, now: timestamppb.Now}
+	return &Publisher{source: source, channel: Channel(schema), routes: routes, now: timestamppb.Now}
 }
 
 // Channel is the NOTIFY channel the relay of schema listens on.
@@ -99,20 +85,21 @@ type Message struct {
 	Payload   proto.Message
 }
 
-// PublishAll is Publish for many events: one INSERT and one NOTIFY however
+// outboxColumns are the columns PublishAll COPYs, in its rows' order.
+var outboxColumns = []string{"event_id", "workspace_id", "subscribers", "event_type", "event", "lead_id"}
+
+// PublishAll is Publish for many events: one COPY and one NOTIFY however
 // many there are, so bulk writers (imports) do not pay a round trip per
-// event. It returns the events in the order of msgs.
+// event, and PostgreSQL stores the rows as it would a bulk load. It returns
+// the events in the order of msgs.
 func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	now := p.now()
 	evs := make([]*eventsv1.Event, len(msgs))
-	// Event ids go as 16-byte values: pgx has no binary encoding of a
-	// string into uuid[], and falling back to text first formats the whole
-	// array into an error message, which cost more than the INSERT.
-	var ids [][16]byte
-	var workspaces, subscribers, types, leads []string
-	var raws [][]byte
+	// One row per event, naming its subscribers; the relay fans it out.
+	// Event ids go as 16-byte values, which pgx encodes in binary.
+	rows := make([][]any, 0, len(msgs))
 	for i, m := range msgs {
 		typ := string(m.Payload.ProtoReflect().Descriptor().FullName())
 		anyPayload, err := anypb.New(m.Payload)
@@ -132,38 +119,29 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 			Payload:     anyPayload,
 		}
 		evs[i] = ev
-		subs, ok := p.routes[typ]
-		if !ok {
+		subs := p.routes[typ]
+		if len(subs) == 0 {
 			continue
 		}
 		raw, err := proto.Marshal(ev)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
-		ids = append(ids, id)
-		workspaces = append(workspaces, m.Workspace)
-		subscribers = append(subscribers, subs)
-		types = append(types, typ)
-		raws = append(raws, raw)
-		leads = append(leads, m.Lead)
+		var lead *string
+		if m.Lead != "" {
+			lead = &m.Lead
+		}
+		rows = append(rows, []any{[16]byte(id), m.Workspace, subs, typ, raw, lead})
 	}
-	if len(ids) == 0 {
+	if len(rows) == 0 {
 		return evs, nil
 	}
-	// One row per event, naming its subscribers; the relay fans it out.
-	// (unnest cannot pair rows with arrays of their own, hence the joined
-	// names; NewPublisher refuses names with commas.)
-	const q = `
-INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id)
-SELECT id, ws, string_to_array(subs, ','), typ, ev, nullif(lead, '')
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
-    AS t (id, ws, subs, typ, ev, lead)`
-	// NOTIFY is transactional: the relay wakes when this commits, not before.
-	b := &pgx.Batch{}
-	b.Queue(q, ids, workspaces, subscribers, types, raws, leads)
-	b.Queue(`SELECT pg_notify($1, '')`, p.channel)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, outboxColumns, pgx.CopyFromRows(rows)); err != nil {
 		return nil, fmt.Errorf("insert outbox events: %w", err)
+	}
+	// NOTIFY is transactional: the relay wakes when this commits, not before.
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, p.channel); err != nil {
+		return nil, fmt.Errorf("notify the outbox relay: %w", err)
 	}
 	return evs, nil
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
@@ -108,7 +106,7 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 			return nil, errCaptureContention
 		}
 		// In the first round only merged emails are looked up; later
-		// rounds look up the emails whose insert found a lead.
+		// rounds look up the emails of an insert that found a lead.
 		lookup := pending
 		if round == 0 {
 			merged, err := mergedEmails(ctx, tx, ws, pending)
@@ -147,18 +145,19 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 			fresh = append(fresh, e)
 			freshEmails = append(freshEmails, email)
 		}
-		lost, err := insertLeads(ctx, tx, fresh)
+		taken, err := insertLeads(ctx, tx, fresh)
 		if err != nil {
 			return nil, err
 		}
-		pending = pending[:0:0]
+		if taken {
+			// Some of these emails have a lead after all: look them all up.
+			pending = freshEmails
+			continue
+		}
 		for i, e := range fresh {
-			if lost[i] {
-				pending = append(pending, freshEmails[i])
-				continue
-			}
 			entryOf[freshEmails[i]] = e
 		}
+		pending = nil
 	}
 
 	// Apply the captures to the leads that existed, in input order.
@@ -193,7 +192,7 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 
 	out := make([]lead.Outcome, len(caps))
 	var activities []lead.Activity
-	var changes changeSet
+	changes := changeSet{ws: ws, at: now}
 	for i, c := range caps {
 		e := entryOf[c.Lead.Email]
 		eff := effectOf[i]
@@ -209,9 +208,11 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 		}
 		out[i] = lead.Outcome{Lead: e.lead, Created: eff.kind == lead.KindCreated}
 	}
-	changes.queue(b, ws, now)
 	if err := sendBatch(ctx, tx, b); err != nil {
 		return nil, wrap("write captures", err)
+	}
+	if err := changes.copy(ctx, tx); err != nil {
+		return nil, err
 	}
 
 	var msgs []outbox.Message
@@ -336,107 +337,62 @@ SELECT DISTINCT email FROM leads
 	return merged, wrap("find merged leads", err)
 }
 
-// insertLeads inserts new leads in one statement and reports, per lead,
-// whether a concurrent capture inserted its email first. Rows go in the
-// order given (sorted by email), like every other capture's.
-//
-// Such races are rare, so a plain INSERT goes first, under a savepoint:
-// ON CONFLICT's speculative insertion costs about a fifth of the insert on
-// every row. Only when the plain INSERT hits the email key does the batch go
-// again with ON CONFLICT DO NOTHING, which tells the lost rows apart.
-func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) ([]bool, error) {
-	if len(leads) == 0 {
-		return nil, nil
-	}
-	const insert = `
-INSERT INTO leads (id, workspace_id, email, first_name, last_name, company, title, phone, country,
-                   industry, employee_count, source, campaign, custom_attributes, company_domain,
-                   account_id, unsubscribed, version, create_time, update_time)
-SELECT id, $1, email, first_name, last_name, company, title, phone, country,
-       industry, employee_count, source, campaign, custom_attributes, company_domain,
-       account_id, unsubscribed, 1, $2, $2
-  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-              $10::text[], $11::text[], $12::integer[], $13::text[], $14::text[], $15::jsonb[],
-              $16::text[], $17::uuid[], $18::boolean[])
-    AS t (id, email, first_name, last_name, company, title, phone, country,
-          industry, employee_count, source, campaign, custom_attributes,
-          company_domain, account_id, unsubscribed)`
-	const unlessTaken = `
-ON CONFLICT (workspace_id, email) WHERE email IS NOT NULL AND merged_into IS NULL DO NOTHING
-RETURNING id`
-	n := len(leads)
-	var (
-		emails, firsts, lasts, companies, titles, phones, countries = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		industries, sources, campaigns, domains                     = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		ids, accounts                                               = make([]pgtype.UUID, n), make([]pgtype.UUID, n)
-		counts                                                      = make([]int32, n)
-		customs                                                     = make([]map[string]string, n)
-		unsubscribed                                                = make([]bool, n)
-	)
-	for i, e := range leads {
-		l := e.lead
-		emails[i], firsts[i], lasts[i], companies[i], titles[i], phones[i], countries[i] =
-			l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country
-		industries[i], sources[i], campaigns[i], domains[i] = l.Industry, l.Source, l.Campaign, l.CompanyDomain
-		ids[i], accounts[i] = binaryUUID(l.ID), binaryUUID(l.AccountID)
-		counts[i], customs[i], unsubscribed[i] = l.EmployeeCount, nonNil(l.Custom), l.Unsubscribed
-	}
-	ws, at := leads[0].lead.Workspace, leads[0].lead.CreateTime
-	args := []any{ws, at, ids, emails, firsts, lasts, companies, titles, phones, countries,
-		industries, counts, sources, campaigns, customs, domains, accounts, unsubscribed}
-
-	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.Exec(ctx, insert, args...)
-		return err
-	})
-	if err == nil {
-		return make([]bool, n), nil
-	}
-	if !postgres.IsUniqueViolation(err) || postgres.ConstraintName(err) != "leads_email" {
-		return nil, wrap("insert leads", err)
-	}
-	rows, err := tx.Query(ctx, insert+unlessTaken, args...)
-	if err != nil {
-		return nil, wrap("insert leads", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
-	if err != nil {
-		return nil, wrap("insert leads", err)
-	}
-	won := make(map[[16]byte]bool, len(inserted))
-	for _, id := range inserted {
-		won[id.Bytes] = true
-	}
-	lost := make([]bool, n)
-	for i := range leads {
-		lost[i] = !won[ids[i].Bytes]
-	}
-	return lost, nil
+// leadColumnsCopied are the columns insertLeads COPYs, in its rows' order.
+var leadColumnsCopied = []string{
+	"id", "workspace_id", "email", "first_name", "last_name", "company", "title", "phone", "country",
+	"industry", "employee_count", "source", "campaign", "custom_attributes", "company_domain",
+	"account_id", "unsubscribed", "version", "create_time", "update_time",
 }
 
-// changeSet collects history entries for one INSERT.
+// insertLeads stores new leads with one COPY, which PostgreSQL loads as a
+// bulk insert, and reports taken when any of their emails has a live lead
+// already, inserted before or by a concurrent capture (COPY waits for that
+// capture to finish). Then nothing is inserted: the COPY runs under a
+// savepoint, rolled back so the caller can look the emails up and try again.
+// Rows go in the order given (sorted by email), like every other capture's.
+func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, err error) {
+	if len(leads) == 0 {
+		return false, nil
+	}
+	rows := pgx.CopyFromSlice(len(leads), func(i int) ([]any, error) {
+		l := leads[i].lead
+		return []any{
+			binaryUUID(l.ID), l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country,
+			l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
+			binaryUUID(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime,
+		}, nil
+	})
+	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.CopyFrom(ctx, pgx.Identifier{"leads"}, leadColumnsCopied, rows)
+		return err
+	})
+	if postgres.IsUniqueViolation(err) && postgres.ConstraintName(err) == "leads_email" {
+		return true, nil
+	}
+	return false, wrap("insert leads", err)
+}
+
+// changeSet collects the history entries of one capture call for one COPY.
 type changeSet struct {
-	leads                  []pgtype.UUID
-	kinds, sources, fields []string
+	ws   string
+	at   time.Time
+	rows [][]any
 }
 
 func (c *changeSet) add(leadID, kind, source string, fields []string) {
-	c.leads = append(c.leads, binaryUUID(leadID))
-	c.kinds = append(c.kinds, kind)
-	c.sources = append(c.sources, source)
-	// Field names never hold commas; text[][] would have to be rectangular.
-	c.fields = append(c.fields, strings.Join(fields, ","))
+	if fields == nil {
+		fields = []string{}
+	}
+	c.rows = append(c.rows, []any{c.ws, binaryUUID(leadID), kind, source, fields, c.at})
 }
 
-func (c *changeSet) queue(b *pgx.Batch, ws string, at time.Time) {
-	if len(c.leads) == 0 {
-		return
+func (c *changeSet) copy(ctx context.Context, tx pgx.Tx) error {
+	if len(c.rows) == 0 {
+		return nil
 	}
-	const q = `
-INSERT INTO lead_changes (workspace_id, lead_id, kind, source, changed_fields, change_time)
-SELECT $1, lead_id, kind, source, string_to_array(fields, ','), $2
-  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) AS t (lead_id, kind, source, fields)`
-	b.Queue(q, ws, at, c.leads, c.kinds, c.sources, c.fields)
+	columns := []string{"workspace_id", "lead_id", "kind", "source", "changed_fields", "change_time"}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"lead_changes"}, columns, pgx.CopyFromRows(c.rows))
+	return wrap("write history", err)
 }
 
 // accountIDs returns the account of each domain, creating missing ones.

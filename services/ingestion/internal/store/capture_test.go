@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,43 +16,45 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// TestInsertLeadsReportsEmailsTakenConcurrently stands in for a capture
-// that lost the race for an email between looking it up and inserting it:
-// the plain INSERT fails on the email key, and the batch goes again so that
-// the other leads are still inserted and the taken one is reported.
-func TestInsertLeadsReportsEmailsTakenConcurrently(t *testing.T) {
+// TestInsertLeadsReportsTakenEmails stands in for a capture that lost the
+// race for an email between looking it up and inserting it: the insert
+// reports the email taken and stores none of its leads, and the transaction
+// goes on, so that the capture can look the emails up and insert the rest.
+func TestInsertLeadsReportsTakenEmails(t *testing.T) {
 	pool := pgtest.NewPool(t, Schema, Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	fresh := func(email string) *entry {
 		l := lead.Lead{ID: newID(), Workspace: "acme", Email: email, CreateTime: now, UpdateTime: now, Version: 1}
 		return &entry{base: l, lead: l, isNew: true}
 	}
-	insert := func(leads ...*entry) []bool {
+	count := func(q postgres.Querier) int {
 		t.Helper()
-		var lost []bool
-		err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
-			var err error
-			lost, err = insertLeads(t.Context(), tx, leads)
-			return err
-		})
-		if err != nil {
+		var n int
+		if err := q.QueryRow(t.Context(), `SELECT count(*) FROM leads`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		return lost
+		return n
 	}
-
-	if lost := insert(fresh("taken@example.com")); lost[0] {
-		t.Fatal("the first insert of an email was reported lost")
-	}
-	lost := insert(fresh("a@example.com"), fresh("taken@example.com"), fresh("b@example.com"))
-	if lost[0] || !lost[1] || lost[2] {
-		t.Fatalf("lost = %v, want only the taken email", lost)
-	}
-	var n int
-	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM leads`).Scan(&n); err != nil {
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		if taken, err := insertLeads(t.Context(), tx, []*entry{fresh("taken@example.com")}); err != nil || taken {
+			return fmt.Errorf("first insert of an email: taken %v, err %v", taken, err)
+		}
+		batch := []*entry{fresh("a@example.com"), fresh("taken@example.com"), fresh("b@example.com")}
+		if taken, err := insertLeads(t.Context(), tx, batch); err != nil || !taken {
+			return fmt.Errorf("insert with a taken email: taken %v, err %v; want taken", taken, err)
+		}
+		if n := count(tx); n != 1 {
+			return fmt.Errorf("%d leads after the refused insert, want 1", n)
+		}
+		if taken, err := insertLeads(t.Context(), tx, []*entry{batch[0], batch[2]}); err != nil || taken {
+			return fmt.Errorf("insert of the rest: taken %v, err %v", taken, err)
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 {
+	if n := count(pool); n != 3 {
 		t.Fatalf("%d leads, want 3 (one per email)", n)
 	}
 }
