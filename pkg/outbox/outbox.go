@@ -147,10 +147,10 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 }
 
 // Forget deletes the undelivered events about leads in tx, including parked
-// ones, and returns how many deliveries (event and subscriber) it dropped. Erasure calls it before
-// publishing LeadErased in the same transaction: the erasure supersedes
-// those events, and they may carry personal data (page URLs, custom
-// attributes) that must not outlive it. Receivers must therefore accept a
+// ones, and returns how many deliveries (event and subscriber) it dropped.
+// Erasure calls it before publishing LeadErased in the same transaction:
+// the erasure supersedes those events, and they may carry personal data
+// (page URLs, custom attributes) that must not outlive it. Receivers must therefore accept a
 // LeadErased about a lead they never heard of.
 func Forget(ctx context.Context, tx pgx.Tx, workspace string, leads ...string) (int64, error) {
 	const q = `
