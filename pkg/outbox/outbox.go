@@ -3,9 +3,11 @@
 // side.
 //
 // A producer calls Publisher.Publish inside the transaction that makes a
-// change, so the change and its events commit or vanish together. A Relay in
-// the same service then hands each event to every subscriber (another
-// service's EventSinkService), retrying with backoff until it is accepted.
+// change, so the change and its events commit or vanish together; each event
+// is one row naming the subscribers its type is routed to. A Relay in the
+// same service then hands the event to each of them (another service's
+// EventSinkService), retrying with backoff those that have not accepted it
+// yet; a subscriber that refuses it for good is parked on a row of its own.
 // The relay wakes up on LISTEN/NOTIFY the moment a transaction commits, and
 // several replicas share the work through FOR UPDATE SKIP LOCKED.
 //
