@@ -2,10 +2,18 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -108,5 +116,119 @@ func TestSinkServer(t *testing.T) {
 	}
 	if len(erased) != 1 || erased[0] != "lead-1" {
 		t.Fatalf("handled %v, want lead-1 once", erased)
+	}
+}
+
+func TestSinkServerDeliverEvents(t *testing.T) {
+	pool := newPool(t)
+	var handled []string
+	fail := ""
+	typ, h := outbox.On(&eventsv1.LeadErased{}, func(_ context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {
+		if ev.GetLead() == fail {
+			return status.Error(codes.Unavailable, "try later")
+		}
+		handled = append(handled, ev.GetLead())
+		_, err := tx.Exec(t.Context(), `INSERT INTO things (id) VALUES ($1)`, ev.GetLead())
+		return err
+	})
+	sink := outbox.NewSinkServer(pool, map[string]outbox.Handler{typ: h})
+	erased := func(lead string) *eventsv1.Event {
+		ev := event(t, &eventsv1.LeadErased{})
+		ev.Lead = lead
+		return ev
+	}
+	deliver := func(evs ...*eventsv1.Event) ([]bool, error) {
+		resp, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: evs})
+		return resp.GetDuplicate(), err
+	}
+	things := func() int {
+		var n int
+		if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM things`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	first := erased("lead-1")
+	if dup, err := deliver(first); err != nil || fmt.Sprint(dup) != "[false]" {
+		t.Fatalf("first delivery: duplicate %v, err %v", dup, err)
+	}
+	// A redelivered event, a new one twice, and one nobody handles.
+	second := erased("lead-2")
+	dup, err := deliver(first, second, second, event(t, &eventsv1.LeadScored{}))
+	if err != nil || fmt.Sprint(dup) != "[true false true false]" {
+		t.Fatalf("mixed delivery: duplicate %v, err %v; want [true false true false]", dup, err)
+	}
+	if fmt.Sprint(handled) != "[lead-1 lead-2]" {
+		t.Fatalf("handled %v, want lead-1 and lead-2 once each", handled)
+	}
+
+	// One failing handler undoes the whole call: the other event is not
+	// recorded either, so a later delivery handles it.
+	fail = "lead-4"
+	third, fourth := erased("lead-3"), erased("lead-4")
+	if _, err := deliver(third, fourth); err == nil {
+		t.Fatal("a handler's error was lost")
+	}
+	if n := things(); n != 2 {
+		t.Fatalf("%d things after the failed call, want 2", n)
+	}
+	fail = ""
+	if dup, err := deliver(third, fourth); err != nil || fmt.Sprint(dup) != "[false false]" {
+		t.Fatalf("redelivery after the failure: duplicate %v, err %v", dup, err)
+	}
+
+	// A malformed event refuses the call and names itself.
+	_, err = deliver(erased("lead-5"), &eventsv1.Event{Id: "not-a-uuid", Workspace: "acme", Payload: first.GetPayload()})
+	if e, ok := errors.AsType[*apperr.Error](err); !ok || e.Kind() != apperr.KindInvalidArgument ||
+		len(e.FieldViolations()) != 1 || e.FieldViolations()[0].Field != "events[1].id" {
+		t.Fatalf("malformed event: err = %v, want INVALID_ARGUMENT on events[1].id", err)
+	}
+	if n := things(); n != 4 {
+		t.Fatalf("%d things, want 4 (nothing from the refused call)", n)
+	}
+}
+
+func TestDeliverEventsContinuesEachEventsTrace(t *testing.T) {
+	recorder := tracetest.NewSpanRecorder()
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	prevProvider, prevPropagator := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(provider)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(prevProvider); otel.SetTextMapPropagator(prevPropagator) })
+
+	pool := newPool(t)
+	typ, h := outbox.On(&eventsv1.LeadErased{}, func(context.Context, pgx.Tx, *eventsv1.Event, proto.Message) error { return nil })
+	sink := outbox.NewSinkServer(pool, map[string]outbox.Handler{typ: h})
+
+	// Two events published by two requests, each in a trace of its own.
+	var evs []*eventsv1.Event
+	var parents []trace.SpanContext
+	for range 2 {
+		ctx, span := provider.Tracer("test").Start(t.Context(), "request")
+		carrier := propagation.MapCarrier{}
+		otel.GetTextMapPropagator().Inject(ctx, carrier)
+		span.End()
+		ev := event(t, &eventsv1.LeadErased{})
+		ev.Traceparent = carrier.Get("traceparent")
+		evs = append(evs, ev)
+		parents = append(parents, span.SpanContext())
+	}
+	if _, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	var got []trace.SpanContext
+	for _, s := range recorder.Ended() {
+		if strings.HasPrefix(s.Name(), "outbox.receive") {
+			got = append(got, s.Parent())
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d receive spans, want one per event", len(got))
+	}
+	for i, p := range got {
+		if p.TraceID() != parents[i].TraceID() || p.SpanID() != parents[i].SpanID() {
+			t.Fatalf("receive span %d has parent %v, want the publishing request's span %v", i, p, parents[i])
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -515,5 +516,85 @@ func TestPublishAll(t *testing.T) {
 	}
 	if len(scoring.events()) != 2 || len(lifecycle.events()) != 1 {
 		t.Fatalf("scoring got %d, lifecycle %d; want 2 and 1", len(scoring.events()), len(lifecycle.events()))
+	}
+}
+
+// batchRecorder is a recorder that also takes batches; batches fail while
+// failBatches is set, and single deliveries of refuse's lead are refused.
+type batchRecorder struct {
+	*recorder
+	batches     [][]string // leads per batch call
+	failBatches bool
+	refuse      string
+}
+
+func (b *batchRecorder) Deliver(ctx context.Context, ev *eventsv1.Event) error {
+	if ev.GetLead() == b.refuse {
+		return status.Error(codes.InvalidArgument, "bad event")
+	}
+	return b.recorder.Deliver(ctx, ev)
+}
+
+func (b *batchRecorder) DeliverBatch(_ context.Context, evs []*eventsv1.Event) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var leads []string
+	for _, ev := range evs {
+		leads = append(leads, ev.GetLead())
+	}
+	b.batches = append(b.batches, leads)
+	if b.failBatches {
+		return status.Error(codes.InvalidArgument, "one of these is bad")
+	}
+	b.got = append(b.got, evs...)
+	return nil
+}
+
+func TestRelayDeliversABatchPerSubscriber(t *testing.T) {
+	pool := newPool(t)
+	scoring, lifecycle := &batchRecorder{recorder: newRecorder()}, newRecorder()
+	for i := range 5 {
+		publish(t, pool, fmt.Sprintf("lead-%d", i), &eventsv1.LeadCaptured{}, false)
+	}
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring, "lifecycle": lifecycle}, outbox.RelayOptions{})
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 5 {
+		t.Fatalf("claimed %d events (err %v), want 5", n, err)
+	}
+	if fmt.Sprint(scoring.batches) != "[[lead-0 lead-1 lead-2 lead-3 lead-4]]" {
+		t.Fatalf("scoring's batches = %v, want one with all five events in order", scoring.batches)
+	}
+	if len(scoring.events()) != 5 || len(lifecycle.events()) != 5 {
+		t.Fatalf("scoring got %d, lifecycle %d events; want 5 each", len(scoring.events()), len(lifecycle.events()))
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
+
+func TestFailedBatchIsDeliveredOneByOne(t *testing.T) {
+	pool := newPool(t)
+	scoring := &batchRecorder{recorder: newRecorder(), failBatches: true, refuse: "lead-1"}
+	for i := range 3 {
+		publish(t, pool, fmt.Sprintf("lead-%d", i), &eventsv1.LeadErased{}, false)
+	}
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring}, outbox.RelayOptions{})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(scoring.batches) != 1 {
+		t.Fatalf("%d batch calls, want 1", len(scoring.batches))
+	}
+	var leads []string
+	for _, ev := range scoring.events() {
+		leads = append(leads, ev.GetLead())
+	}
+	slices.Sort(leads)
+	if fmt.Sprint(leads) != "[lead-0 lead-2]" {
+		t.Fatalf("delivered %v one by one, want lead-0 and lead-2", leads)
+	}
+	// Only the refused event is left, parked.
+	live, parked := owed(t, pool)
+	if len(live) != 0 || len(parked) != 1 {
+		t.Fatalf("live %v, parked %v; want the refused event parked", live, parked)
 	}
 }

@@ -31,6 +31,13 @@ type Sink interface {
 	Deliver(ctx context.Context, ev *eventsv1.Event) error
 }
 
+// BatchSink is a Sink that also takes several events in one call, handling
+// all of them or, when it returns an error, none.
+type BatchSink interface {
+	Sink
+	DeliverBatch(ctx context.Context, evs []*eventsv1.Event) error
+}
+
 // SinkFunc adapts a function to Sink.
 type SinkFunc func(ctx context.Context, ev *eventsv1.Event) error
 
@@ -85,7 +92,7 @@ func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts Rel
 	}
 	return &Relay{
 		pool: pool, channel: Channel(schema), sinks: sinks, opts: opts,
-		tracer: otel.Tracer("github.com/leadflow/leadflow/pkg/outbox"),
+		tracer: otel.Tracer(tracerName),
 	}
 }
 
@@ -224,19 +231,28 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	return len(batch), nil
 }
 
-// lease is how long a pass may hold its rows: every delivery of a full
-// batch to every subscriber in turn, with room to spare.
+// lease is how long a pass may hold its rows: a batch call per subscriber,
+// then, should those fail, every delivery of a full batch to every
+// subscriber in turn, with room to spare.
 func (r *Relay) lease() time.Duration {
 	deliveries := r.opts.BatchSize * max(len(r.sinks), 1)
-	rounds := (deliveries + r.opts.Parallelism - 1) / r.opts.Parallelism
+	rounds := 1 + (deliveries+r.opts.Parallelism-1)/r.opts.Parallelism
 	return time.Duration(rounds)*r.opts.DeliverTimeout + 30*time.Second
 }
 
-// deliverAll hands every leased event to each of its subscribers, at most
-// Parallelism deliveries at a time.
+// delivery is one event owed to one subscriber in a pass.
+type delivery struct {
+	ev  *eventsv1.Event
+	row *pending
+	i   int // the subscriber's index in row.subscribers
+}
+
+// deliverAll hands every leased event to each of its subscribers. A
+// subscriber owed several events whose sink takes batches gets them in one
+// call; if that fails, and for other sinks, they go one by one. At most
+// Parallelism calls run at a time.
 func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
-	sem := make(chan struct{}, r.opts.Parallelism)
-	var wg sync.WaitGroup
+	bySubscriber := map[string][]delivery{}
 	for _, p := range batch {
 		p.errs = make([]error, len(p.subscribers))
 		ev := &eventsv1.Event{}
@@ -247,15 +263,68 @@ func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 			continue
 		}
 		for i, sub := range p.subscribers {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				p.errs[i] = r.deliver(ctx, ev, sub, p.attempts)
-			}()
+			bySubscriber[sub] = append(bySubscriber[sub], delivery{ev: ev, row: p, i: i})
 		}
 	}
+	sem := make(chan struct{}, r.opts.Parallelism)
+	var wg sync.WaitGroup
+	one := func(sub string, d delivery) {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			d.row.errs[d.i] = r.deliver(ctx, d.ev, sub, d.row.attempts)
+		})
+	}
+	var batched sync.WaitGroup
+	for sub, ds := range bySubscriber {
+		bs, ok := r.sinks[sub].(BatchSink)
+		if !ok || len(ds) == 1 {
+			for _, d := range ds {
+				one(sub, d)
+			}
+			continue
+		}
+		sem <- struct{}{}
+		batched.Go(func() {
+			err := r.deliverBatch(ctx, bs, sub, ds)
+			<-sem
+			if err == nil {
+				return
+			}
+			r.opts.Logger.Warn("outbox batch delivery failed; delivering one by one",
+				"subscriber", sub, "events", len(ds), "error", err)
+			for _, d := range ds {
+				one(sub, d)
+			}
+		})
+	}
+	batched.Wait()
 	wg.Wait()
+}
+
+// deliverBatch hands ds to one subscriber in one call. Its span starts a
+// trace of its own, linked to the trace of each event.
+func (r *Relay) deliverBatch(ctx context.Context, sink BatchSink, subscriber string, ds []delivery) error {
+	evs := make([]*eventsv1.Event, len(ds))
+	links := make([]trace.Link, len(ds))
+	for i, d := range ds {
+		evs[i] = d.ev
+		links[i] = trace.LinkFromContext(eventContext(ctx, d.ev))
+	}
+	ctx, span := r.tracer.Start(ctx, "outbox.deliver_batch",
+		trace.WithNewRoot(), trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("leadflow.event.subscriber", subscriber),
+			attribute.Int("leadflow.event.count", len(evs)),
+		))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.DeliverTimeout)
+	defer cancel()
+	err := sink.DeliverBatch(ctx, evs)
+	if err != nil {
+		span.RecordError(err)
+	}
+	return err
 }
 
 // deliver hands ev to one subscriber. attempts is how often delivery of the
@@ -266,18 +335,12 @@ func (r *Relay) deliver(ctx context.Context, ev *eventsv1.Event, subscriber stri
 		return fmt.Errorf("no sink configured for subscriber %q", subscriber)
 	}
 	// Continue the trace of the request that caused the event.
-	parent := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{
-		"traceparent": ev.GetTraceparent(), "tracestate": ev.GetTracestate(),
-	})
-	ctx, span := r.tracer.Start(parent, "outbox.deliver "+ev.GetType(),
+	ctx, span := r.tracer.Start(eventContext(ctx, ev), "outbox.deliver "+ev.GetType(),
 		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("leadflow.event.type", ev.GetType()),
+		trace.WithAttributes(append(eventAttributes(ev),
 			attribute.String("leadflow.event.subscriber", subscriber),
-			attribute.String("leadflow.lead_id", ev.GetLead()),
-			attribute.String("leadflow.workspace", ev.GetWorkspace()),
 			attribute.Int("leadflow.event.attempt", attempts+1),
-		))
+		)...))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.DeliverTimeout)
 	defer cancel()
@@ -289,6 +352,26 @@ func (r *Relay) deliver(ctx context.Context, ev *eventsv1.Event, subscriber stri
 		}
 	}
 	return err
+}
+
+// tracerName names the spans of this package.
+const tracerName = "github.com/leadflow/leadflow/pkg/outbox"
+
+// eventContext is ctx carrying the trace context ev was published under, so
+// that spans about ev continue the trace of the request that caused it.
+func eventContext(ctx context.Context, ev *eventsv1.Event) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{
+		"traceparent": ev.GetTraceparent(), "tracestate": ev.GetTracestate(),
+	})
+}
+
+// eventAttributes describe ev on a span: ids and its type, no payload.
+func eventAttributes(ev *eventsv1.Event) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		attribute.String("leadflow.event.type", ev.GetType()),
+		attribute.String("leadflow.lead_id", ev.GetLead()),
+		attribute.String("leadflow.workspace", ev.GetWorkspace()),
+	}
 }
 
 // permanent marks a delivery that no retry can fix (the receiver refused the

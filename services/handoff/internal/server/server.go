@@ -12,10 +12,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/page"
 	"github.com/leadflow/leadflow/pkg/resname"
 	"github.com/leadflow/leadflow/services/handoff/internal/convert"
@@ -25,11 +25,8 @@ import (
 
 // Policy says who may call each RPC: reads need handoff.read, changes
 // handoff.write, and only other Leadflow services may deliver events.
-var Policy = func() auth.Policy {
-	p := auth.ByVerb(handoffv1.HandoffService_ServiceDesc, auth.ScopeHandoffRead, auth.ScopeHandoffWrite)
-	p[eventsv1.EventSinkService_DeliverEvent_FullMethodName] = auth.Access{Internal: true}
-	return p
-}()
+var Policy = auth.ByVerb(handoffv1.HandoffService_ServiceDesc, auth.ScopeHandoffRead, auth.ScopeHandoffWrite).
+	Merge(outbox.SinkPolicy)
 
 // Server implements handoffv1.HandoffServiceServer.
 type Server struct {

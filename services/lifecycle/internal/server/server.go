@@ -9,10 +9,10 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	lifecyclev1 "github.com/leadflow/leadflow/gen/go/leadflow/lifecycle/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/page"
 	"github.com/leadflow/leadflow/pkg/resname"
 	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
@@ -22,7 +22,7 @@ import (
 // moves and settings changes lifecycle.write, and only other Leadflow
 // services may deliver events.
 var Policy = auth.ByVerb(lifecyclev1.LifecycleService_ServiceDesc, auth.ScopeLifecycleRead, auth.ScopeLifecycleWrite).
-	Merge(auth.Policy{eventsv1.EventSinkService_DeliverEvent_FullMethodName: {Internal: true}})
+	Merge(outbox.SinkPolicy)
 
 // Server implements lifecyclev1.LifecycleServiceServer.
 type Server struct {

@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strings"
 
-	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/page"
 	"github.com/leadflow/leadflow/pkg/resname"
 	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
@@ -20,9 +20,7 @@ import (
 
 // Policy says who may call each scoring RPC: reads need scoring.read,
 // changes scoring.write, and only other Leadflow services deliver events.
-var Policy = auth.ByVerb(scoringv1.ScoringService_ServiceDesc, auth.ScopeScoringRead, auth.ScopeScoringWrite).Merge(auth.Policy{
-	eventsv1.EventSinkService_DeliverEvent_FullMethodName: {Internal: true},
-})
+var Policy = auth.ByVerb(scoringv1.ScoringService_ServiceDesc, auth.ScopeScoringRead, auth.ScopeScoringWrite).Merge(outbox.SinkPolicy)
 
 // Server implements scoringv1.ScoringServiceServer.
 type Server struct {

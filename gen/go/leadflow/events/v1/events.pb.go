@@ -7,6 +7,7 @@
 package eventsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1074,11 +1075,102 @@ func (x *DeliverEventResponse) GetDuplicate() bool {
 	return false
 }
 
+// DeliverEventsRequest carries events in the order they should be handled.
+type DeliverEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverEventsRequest) Reset() {
+	*x = DeliverEventsRequest{}
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverEventsRequest) ProtoMessage() {}
+
+func (x *DeliverEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverEventsRequest.ProtoReflect.Descriptor instead.
+func (*DeliverEventsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeliverEventsRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// DeliverEventsResponse: OK means every event is durably handled.
+type DeliverEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per event, in request order: true when it had been handled before.
+	Duplicate     []bool `protobuf:"varint,1,rep,packed,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverEventsResponse) Reset() {
+	*x = DeliverEventsResponse{}
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverEventsResponse) ProtoMessage() {}
+
+func (x *DeliverEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_events_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverEventsResponse.ProtoReflect.Descriptor instead.
+func (*DeliverEventsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_events_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeliverEventsResponse) GetDuplicate() []bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return nil
+}
+
 var File_leadflow_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_leadflow_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fleadflow/events/v1/events.proto\x12\x12leadflow.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/types/v1/types.proto\"\xa2\x02\n" +
+	"\x1fleadflow/events/v1/events.proto\x12\x12leadflow.events.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/types/v1/types.proto\"\xa2\x02\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
@@ -1174,9 +1266,14 @@ const file_leadflow_events_v1_events_proto_rawDesc = "" +
 	"\x13DeliverEventRequest\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x19.leadflow.events.v1.EventR\x05event\"4\n" +
 	"\x14DeliverEventResponse\x12\x1c\n" +
-	"\tduplicate\x18\x01 \x01(\bR\tduplicate2u\n" +
+	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"V\n" +
+	"\x14DeliverEventsRequest\x12>\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.leadflow.events.v1.EventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x06events\"5\n" +
+	"\x15DeliverEventsResponse\x12\x1c\n" +
+	"\tduplicate\x18\x01 \x03(\bR\tduplicate2\xdb\x01\n" +
 	"\x10EventSinkService\x12a\n" +
-	"\fDeliverEvent\x12'.leadflow.events.v1.DeliverEventRequest\x1a(.leadflow.events.v1.DeliverEventResponseB\xd0\x01\n" +
+	"\fDeliverEvent\x12'.leadflow.events.v1.DeliverEventRequest\x1a(.leadflow.events.v1.DeliverEventResponse\x12d\n" +
+	"\rDeliverEvents\x12(.leadflow.events.v1.DeliverEventsRequest\x1a).leadflow.events.v1.DeliverEventsResponseB\xd0\x01\n" +
 	"\x16com.leadflow.events.v1B\vEventsProtoP\x01Z?github.com/leadflow/leadflow/gen/go/leadflow/events/v1;eventsv1\xa2\x02\x03LEX\xaa\x02\x12Leadflow.Events.V1\xca\x02\x12Leadflow\\Events\\V1\xe2\x02\x1eLeadflow\\Events\\V1\\GPBMetadata\xea\x02\x14Leadflow::Events::V1b\x06proto3"
 
 var (
@@ -1192,7 +1289,7 @@ func file_leadflow_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_leadflow_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_leadflow_events_v1_events_proto_goTypes = []any{
 	(LeadQualified_Reason)(0),     // 0: leadflow.events.v1.LeadQualified.Reason
 	(*Event)(nil),                 // 1: leadflow.events.v1.Event
@@ -1210,35 +1307,40 @@ var file_leadflow_events_v1_events_proto_goTypes = []any{
 	(*HandoffRejected)(nil),       // 13: leadflow.events.v1.HandoffRejected
 	(*DeliverEventRequest)(nil),   // 14: leadflow.events.v1.DeliverEventRequest
 	(*DeliverEventResponse)(nil),  // 15: leadflow.events.v1.DeliverEventResponse
-	nil,                           // 16: leadflow.events.v1.LeadAttributes.CustomAttributesEntry
-	nil,                           // 17: leadflow.events.v1.ActivityRecorded.PropertiesEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*anypb.Any)(nil),             // 19: google.protobuf.Any
-	(v1.ActivityType)(0),          // 20: leadflow.types.v1.ActivityType
-	(v1.Stage)(0),                 // 21: leadflow.types.v1.Stage
-	(v1.Temperature)(0),           // 22: leadflow.types.v1.Temperature
+	(*DeliverEventsRequest)(nil),  // 16: leadflow.events.v1.DeliverEventsRequest
+	(*DeliverEventsResponse)(nil), // 17: leadflow.events.v1.DeliverEventsResponse
+	nil,                           // 18: leadflow.events.v1.LeadAttributes.CustomAttributesEntry
+	nil,                           // 19: leadflow.events.v1.ActivityRecorded.PropertiesEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*anypb.Any)(nil),             // 21: google.protobuf.Any
+	(v1.ActivityType)(0),          // 22: leadflow.types.v1.ActivityType
+	(v1.Stage)(0),                 // 23: leadflow.types.v1.Stage
+	(v1.Temperature)(0),           // 24: leadflow.types.v1.Temperature
 }
 var file_leadflow_events_v1_events_proto_depIdxs = []int32{
-	18, // 0: leadflow.events.v1.Event.occur_time:type_name -> google.protobuf.Timestamp
-	19, // 1: leadflow.events.v1.Event.payload:type_name -> google.protobuf.Any
-	16, // 2: leadflow.events.v1.LeadAttributes.custom_attributes:type_name -> leadflow.events.v1.LeadAttributes.CustomAttributesEntry
+	20, // 0: leadflow.events.v1.Event.occur_time:type_name -> google.protobuf.Timestamp
+	21, // 1: leadflow.events.v1.Event.payload:type_name -> google.protobuf.Any
+	18, // 2: leadflow.events.v1.LeadAttributes.custom_attributes:type_name -> leadflow.events.v1.LeadAttributes.CustomAttributesEntry
 	2,  // 3: leadflow.events.v1.LeadCaptured.attributes:type_name -> leadflow.events.v1.LeadAttributes
 	2,  // 4: leadflow.events.v1.LeadUpdated.attributes:type_name -> leadflow.events.v1.LeadAttributes
-	20, // 5: leadflow.events.v1.ActivityRecorded.activity_type:type_name -> leadflow.types.v1.ActivityType
-	18, // 6: leadflow.events.v1.ActivityRecorded.occur_time:type_name -> google.protobuf.Timestamp
-	17, // 7: leadflow.events.v1.ActivityRecorded.properties:type_name -> leadflow.events.v1.ActivityRecorded.PropertiesEntry
+	22, // 5: leadflow.events.v1.ActivityRecorded.activity_type:type_name -> leadflow.types.v1.ActivityType
+	20, // 6: leadflow.events.v1.ActivityRecorded.occur_time:type_name -> google.protobuf.Timestamp
+	19, // 7: leadflow.events.v1.ActivityRecorded.properties:type_name -> leadflow.events.v1.ActivityRecorded.PropertiesEntry
 	0,  // 8: leadflow.events.v1.LeadQualified.reason:type_name -> leadflow.events.v1.LeadQualified.Reason
-	21, // 9: leadflow.events.v1.StageChanged.from_stage:type_name -> leadflow.types.v1.Stage
-	21, // 10: leadflow.events.v1.StageChanged.to_stage:type_name -> leadflow.types.v1.Stage
-	22, // 11: leadflow.events.v1.StageChanged.temperature:type_name -> leadflow.types.v1.Temperature
+	23, // 9: leadflow.events.v1.StageChanged.from_stage:type_name -> leadflow.types.v1.Stage
+	23, // 10: leadflow.events.v1.StageChanged.to_stage:type_name -> leadflow.types.v1.Stage
+	24, // 11: leadflow.events.v1.StageChanged.temperature:type_name -> leadflow.types.v1.Temperature
 	1,  // 12: leadflow.events.v1.DeliverEventRequest.event:type_name -> leadflow.events.v1.Event
-	14, // 13: leadflow.events.v1.EventSinkService.DeliverEvent:input_type -> leadflow.events.v1.DeliverEventRequest
-	15, // 14: leadflow.events.v1.EventSinkService.DeliverEvent:output_type -> leadflow.events.v1.DeliverEventResponse
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 13: leadflow.events.v1.DeliverEventsRequest.events:type_name -> leadflow.events.v1.Event
+	14, // 14: leadflow.events.v1.EventSinkService.DeliverEvent:input_type -> leadflow.events.v1.DeliverEventRequest
+	16, // 15: leadflow.events.v1.EventSinkService.DeliverEvents:input_type -> leadflow.events.v1.DeliverEventsRequest
+	15, // 16: leadflow.events.v1.EventSinkService.DeliverEvent:output_type -> leadflow.events.v1.DeliverEventResponse
+	17, // 17: leadflow.events.v1.EventSinkService.DeliverEvents:output_type -> leadflow.events.v1.DeliverEventsResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_events_v1_events_proto_init() }
@@ -1252,7 +1354,7 @@ func file_leadflow_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_events_v1_events_proto_rawDesc), len(file_leadflow_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

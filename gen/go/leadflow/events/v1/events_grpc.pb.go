@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventSinkService_DeliverEvent_FullMethodName = "/leadflow.events.v1.EventSinkService/DeliverEvent"
+	EventSinkService_DeliverEvent_FullMethodName  = "/leadflow.events.v1.EventSinkService/DeliverEvent"
+	EventSinkService_DeliverEvents_FullMethodName = "/leadflow.events.v1.EventSinkService/DeliverEvents"
 )
 
 // EventSinkServiceClient is the client API for EventSinkService service.
@@ -33,6 +34,12 @@ type EventSinkServiceClient interface {
 	// outbox relay, at least once per event. Receivers are idempotent on
 	// Event.id: a redelivery returns OK and changes nothing.
 	DeliverEvent(ctx context.Context, in *DeliverEventRequest, opts ...grpc.CallOption) (*DeliverEventResponse, error)
+	// DeliverEvents hands several events to their receiver at once, handled in
+	// one transaction: all of them or, on any error, none. A relay that gets
+	// an error delivers the same events one by one, so that one bad event
+	// cannot hold back the others. Redeliveries are no-ops, as for
+	// DeliverEvent.
+	DeliverEvents(ctx context.Context, in *DeliverEventsRequest, opts ...grpc.CallOption) (*DeliverEventsResponse, error)
 }
 
 type eventSinkServiceClient struct {
@@ -53,6 +60,16 @@ func (c *eventSinkServiceClient) DeliverEvent(ctx context.Context, in *DeliverEv
 	return out, nil
 }
 
+func (c *eventSinkServiceClient) DeliverEvents(ctx context.Context, in *DeliverEventsRequest, opts ...grpc.CallOption) (*DeliverEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverEventsResponse)
+	err := c.cc.Invoke(ctx, EventSinkService_DeliverEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventSinkServiceServer is the server API for EventSinkService service.
 // All implementations must embed UnimplementedEventSinkServiceServer
 // for forward compatibility.
@@ -64,6 +81,12 @@ type EventSinkServiceServer interface {
 	// outbox relay, at least once per event. Receivers are idempotent on
 	// Event.id: a redelivery returns OK and changes nothing.
 	DeliverEvent(context.Context, *DeliverEventRequest) (*DeliverEventResponse, error)
+	// DeliverEvents hands several events to their receiver at once, handled in
+	// one transaction: all of them or, on any error, none. A relay that gets
+	// an error delivers the same events one by one, so that one bad event
+	// cannot hold back the others. Redeliveries are no-ops, as for
+	// DeliverEvent.
+	DeliverEvents(context.Context, *DeliverEventsRequest) (*DeliverEventsResponse, error)
 	mustEmbedUnimplementedEventSinkServiceServer()
 }
 
@@ -76,6 +99,9 @@ type UnimplementedEventSinkServiceServer struct{}
 
 func (UnimplementedEventSinkServiceServer) DeliverEvent(context.Context, *DeliverEventRequest) (*DeliverEventResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeliverEvent not implemented")
+}
+func (UnimplementedEventSinkServiceServer) DeliverEvents(context.Context, *DeliverEventsRequest) (*DeliverEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverEvents not implemented")
 }
 func (UnimplementedEventSinkServiceServer) mustEmbedUnimplementedEventSinkServiceServer() {}
 func (UnimplementedEventSinkServiceServer) testEmbeddedByValue()                          {}
@@ -116,6 +142,24 @@ func _EventSinkService_DeliverEvent_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventSinkService_DeliverEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventSinkServiceServer).DeliverEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventSinkService_DeliverEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventSinkServiceServer).DeliverEvents(ctx, req.(*DeliverEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventSinkService_ServiceDesc is the grpc.ServiceDesc for EventSinkService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +170,10 @@ var EventSinkService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeliverEvent",
 			Handler:    _EventSinkService_DeliverEvent_Handler,
+		},
+		{
+			MethodName: "DeliverEvents",
+			Handler:    _EventSinkService_DeliverEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
