@@ -8,11 +8,15 @@
 // same service then hands the event to each of them (another service's
 // EventSinkService), retrying with backoff those that have not accepted it
 // yet; a subscriber that refuses it for good is parked on a row of its own.
+// A pass hands each subscriber all its due events in one call when its sink
+// takes batches (GRPCSink does: EventSinkService.DeliverEvents), and one by
+// one when that call fails.
 // The relay wakes up on LISTEN/NOTIFY the moment a transaction commits, and
 // several replicas share the work through FOR UPDATE SKIP LOCKED.
 //
-// Receivers wrap their handling in Receive, which records the event id in the
-// inbox in the same transaction, so a redelivery is a harmless no-op.
+// Receivers wrap their handling in Receive (ReceiveAll for a batch), which
+// records the event id in the inbox in the same transaction, so a redelivery
+// is a harmless no-op. SinkServer does that for a map of handlers.
 //
 // Delivery is at least once and not ordered: a retried event can arrive after
 // a later one. Receivers must accept events in any order.
