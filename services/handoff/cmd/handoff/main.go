@@ -6,6 +6,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/migrate"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/pkg/service"
@@ -24,6 +25,16 @@ const webhookInterval = 2 * time.Second
 // exportInterval is how often export schedules are checked.
 const exportInterval = time.Minute
 
+// Config holds the handoff service's own settings, read from
+// HANDOFF_-prefixed variables next to the shared service.Config:
+//
+//	WEBHOOK_ALLOW_PRIVATE_NETWORKS  let webhooks reach localhost, loopback,
+//	                                private and link-local addresses; for
+//	                                development only      (default false)
+type Config struct {
+	WebhookAllowPrivateNetworks bool `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS" envDefault:"false"`
+}
+
 func main() {
 	service.Main(service.Spec{
 		Name: service.Handoff,
@@ -33,7 +44,15 @@ func main() {
 		},
 		Policy: server.Policy,
 		Setup: func(_ context.Context, rt *service.Runtime) error {
-			a := app.New(rt.Pool, app.Options{Logger: rt.Logger})
+			cfg, err := config.Load[Config]("HANDOFF")
+			if err != nil {
+				return err
+			}
+			if cfg.WebhookAllowPrivateNetworks {
+				rt.Logger.Warn("webhooks may reach private networks (HANDOFF_WEBHOOK_ALLOW_PRIVATE_NETWORKS); never in production")
+			}
+			a := app.New(rt.Pool, app.Options{Logger: rt.Logger,
+				WebhookAllowPrivateNetworks: cfg.WebhookAllowPrivateNetworks})
 			a.Register(rt.Server)
 			if err := store.Instrument(rt.Pool); err != nil {
 				return err

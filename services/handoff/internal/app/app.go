@@ -17,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/outbox"
 	"github.com/leadflow/leadflow/services/handoff/internal/dispatch"
+	"github.com/leadflow/leadflow/services/handoff/internal/egress"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
 	"github.com/leadflow/leadflow/services/handoff/internal/server"
 	"github.com/leadflow/leadflow/services/handoff/internal/store"
@@ -36,15 +37,23 @@ type App struct {
 type Options struct {
 	// Clock tells time to the timers and workers (time.Now).
 	Clock handoff.Clock
-	// HTTPClient posts webhooks (a client with dispatch.Timeout).
+	// HTTPClient posts webhooks (egress.NewClient with dispatch.Timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// WebhookAllowPrivateNetworks lets webhooks reach localhost, loopback,
+	// private and link-local addresses: subscriptions may name them and the
+	// default client connects to them. For development and tests only.
+	WebhookAllowPrivateNetworks bool
 }
 
 // New builds the service over pool.
 func New(pool *pgxpool.Pool, opts Options) *App {
 	st := store.New(pool, store.NewPublisher())
-	svc := handoff.NewService(st, opts.Clock)
+	svc := handoff.NewService(st, opts.Clock, opts.WebhookAllowPrivateNetworks)
+	client := opts.HTTPClient
+	if client == nil {
+		client = egress.NewClient(dispatch.Timeout, opts.WebhookAllowPrivateNetworks)
+	}
 	handlers := map[string]outbox.Handler{}
 	for _, payload := range handoff.HandledEvents {
 		typ, h := outbox.On(payload, func(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p proto.Message) error {
@@ -54,7 +63,7 @@ func New(pool *pgxpool.Pool, opts Options) *App {
 	}
 	return &App{
 		Store: st, Service: svc, Server: server.New(svc), Sink: outbox.NewSinkServer(pool, handlers),
-		Webhooks: dispatch.New(st, opts.HTTPClient, opts.Clock, opts.Logger),
+		Webhooks: dispatch.New(st, client, opts.Clock, opts.Logger),
 	}
 }
 

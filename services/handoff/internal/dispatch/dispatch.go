@@ -6,6 +6,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leadflow/leadflow/services/handoff/internal/egress"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
 	"github.com/leadflow/leadflow/services/handoff/webhook"
 )
@@ -28,6 +30,9 @@ const (
 	parallelism = 8
 	// maxErrorLen bounds the stored transport error.
 	maxErrorLen = 500
+	// refusedError is the attempt's error when the endpoint resolves to an
+	// address webhooks may not reach.
+	refusedError = "destination address not allowed: the endpoint resolves to a loopback, private, link-local or other non-public address"
 )
 
 // Worker delivers due webhooks.
@@ -38,11 +43,12 @@ type Worker struct {
 	log    *slog.Logger
 }
 
-// New returns a worker posting with client (a client with Timeout when
-// nil) and telling time with now (time.Now when nil).
+// New returns a worker posting with client and telling time with now
+// (time.Now when nil). A nil client is egress.NewClient(Timeout, false):
+// public addresses only.
 func New(store handoff.WebhookStore, client *http.Client, now handoff.Clock, log *slog.Logger) *Worker {
 	if client == nil {
-		client = &http.Client{Timeout: Timeout}
+		client = egress.NewClient(Timeout, false)
 	}
 	if now == nil {
 		now = time.Now
@@ -118,6 +124,12 @@ func (w *Worker) post(ctx context.Context, c handoff.Claim, now time.Time) hando
 	start := time.Now()
 	resp, err := w.client.Do(req)
 	a.Duration = time.Since(start)
+	if errors.Is(err, egress.ErrNotAllowed) {
+		// One plain message instead of the dial error with its resolved
+		// address: it says what to fix and reveals nothing of the network.
+		a.Error = refusedError
+		return a
+	}
 	if err != nil {
 		a.Error = truncate(err.Error())
 		return a

@@ -44,18 +44,23 @@ type Clock func() time.Time
 type Service struct {
 	store Store
 	now   Clock
+	// allowPrivateWebhooks lets webhook URLs name localhost and non-public
+	// addresses (development and tests).
+	allowPrivateWebhooks bool
 
 	mu       sync.Mutex
 	programs map[string]*routing.Program // by workspace, at its revision
 }
 
 // NewService returns a Service over store, telling time with now (time.Now
-// when nil).
-func NewService(store Store, now Clock) *Service {
+// when nil). Webhook URLs naming localhost or a non-public address are
+// refused unless allowPrivateWebhooks.
+func NewService(store Store, now Clock, allowPrivateWebhooks bool) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, now: now, programs: map[string]*routing.Program{}}
+	return &Service{store: store, now: now, allowPrivateWebhooks: allowPrivateWebhooks,
+		programs: map[string]*routing.Program{}}
 }
 
 // Now returns the service's current time, truncated to what PostgreSQL keeps.

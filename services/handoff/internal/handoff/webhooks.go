@@ -4,7 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"net/url"
 	"time"
+
+	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/services/handoff/internal/egress"
 )
 
 // Webhook defaults and limits.
@@ -165,9 +169,26 @@ type WebhookStore interface {
 	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Claim, error)
 }
 
+// checkURL refuses an endpoint that names localhost or a non-public
+// address. Names are not resolved here, as rebinding would make that
+// pointless: the dispatcher checks every address it connects to.
+func (s *Service) checkURL(raw string) error {
+	if s.allowPrivateWebhooks {
+		return nil
+	}
+	if u, err := url.Parse(raw); err != nil || !egress.PublicHost(u.Hostname()) {
+		return apperr.InvalidArgument("webhook url is not allowed", apperr.Field("webhook_subscription.url",
+			"must be a public endpoint, not localhost or a loopback, private or link-local address"))
+	}
+	return nil
+}
+
 // CreateSubscription registers an endpoint and returns it with its secret.
 // A retry with the same requestID returns the original.
 func (s *Service) CreateSubscription(ctx context.Context, sub Subscription, requestID string) (Subscription, error) {
+	if err := s.checkURL(sub.URL); err != nil {
+		return Subscription{}, err
+	}
 	now := s.Now()
 	if sub.ID == "" {
 		sub.ID = shortID()
@@ -200,7 +221,15 @@ func (s *Service) UpdateSubscription(ctx context.Context, workspace, id, etag st
 	if err := checkEtag(etag, sub.Version); err != nil {
 		return Subscription{}, err
 	}
+	oldURL := sub.URL
 	change(&sub)
+	// Only a new URL is checked, so a subscription stored before the rule
+	// can still be renamed, disabled or rotated.
+	if sub.URL != oldURL {
+		if err := s.checkURL(sub.URL); err != nil {
+			return Subscription{}, err
+		}
+	}
 	sub.Workspace, sub.ID = workspace, id
 	if sub.MaxAttempts == 0 {
 		sub.MaxAttempts = DefaultMaxAttempts

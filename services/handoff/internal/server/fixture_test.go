@@ -60,12 +60,21 @@ type fixture struct {
 	ctx, other, internal context.Context
 }
 
+// newFixture lets webhooks reach private networks, as the test receivers
+// listen on loopback.
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureWith(t, app.Options{WebhookAllowPrivateNetworks: true})
+}
+
+// newFixtureWith builds the app with opts and the fixture's clock.
+func newFixtureWith(t *testing.T, opts app.Options) *fixture {
 	t.Helper()
 	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	// A Monday morning, so working-hours tests start inside the window.
 	clk := &clock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-	a := app.New(pool, app.Options{Clock: clk.Now})
+	opts.Clock = clk.Now
+	a := app.New(pool, opts)
 	keyA, keyB := grpctest.NewKey(t), grpctest.NewKey(t)
 	conn := grpctest.Serve(t, grpctest.Options{
 		Policy: server.Policy,

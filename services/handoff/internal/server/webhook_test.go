@@ -2,21 +2,26 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/services/handoff/internal/app"
 	"github.com/leadflow/leadflow/services/handoff/internal/dispatch"
 	"github.com/leadflow/leadflow/services/handoff/webhook"
 )
@@ -264,5 +269,130 @@ func TestWebhookBreachEvents(t *testing.T) {
 	}
 	if breach.GetHandoff() != h.GetName() || breach.GetOwner() != "owners/anna" || breach.GetAction() != handoffv1.SlaBreach_ACTION_REASSIGNED {
 		t.Fatalf("breach payload = %v", breach)
+	}
+}
+
+// violatesField reports whether err is INVALID_ARGUMENT with a violation of
+// field.
+func violatesField(err error, field string) bool {
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument {
+		return false
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				if v.GetField() == field {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func TestWebhookURLMustBePublic(t *testing.T) {
+	create := func(f *fixture, id, url string) error {
+		_, err := f.client.CreateWebhookSubscription(f.ctx, &handoffv1.CreateWebhookSubscriptionRequest{
+			WebhookSubscriptionId: id,
+			WebhookSubscription: &handoffv1.WebhookSubscription{Url: url,
+				EventTypes: []handoffv1.WebhookEventType{handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_HANDOFF_ASSIGNED}},
+		})
+		return err
+	}
+	// https:// URLs reach the address rule; http:// ones are already refused
+	// by the https-only field rule, and are here so that stays true.
+	refused := []string{
+		"https://169.254.169.254/latest/meta-data/",
+		"https://localhost:8080/",
+		"https://api.localhost/hooks",
+		"https://127.0.0.1:8443/",
+		"https://[::1]/",
+		"https://[::ffff:a00:1]/", // 10.0.0.1
+		"https://10.1.2.3/hooks",
+		"https://100.64.0.1/",
+		"https://2130706433/",
+		"http://169.254.169.254/",
+		"http://localhost:8080/",
+	}
+
+	t.Run("by default", func(t *testing.T) {
+		f := newFixtureWith(t, app.Options{})
+		for _, url := range refused {
+			if err := create(f, "bad", url); !violatesField(err, "webhook_subscription.url") {
+				t.Errorf("create %s: %v, want INVALID_ARGUMENT on webhook_subscription.url", url, err)
+			}
+		}
+		list, err := f.client.ListWebhookSubscriptions(f.ctx, &handoffv1.ListWebhookSubscriptionsRequest{})
+		if err != nil || len(list.GetWebhookSubscriptions()) != 0 {
+			t.Fatalf("stored after refusals: %v, %v", list, err)
+		}
+
+		// A name is not resolved at creation: the dial-time guard decides it.
+		const public = "https://crm.example.com/hooks"
+		if err := create(f, "crm", public); err != nil {
+			t.Fatalf("create %s: %v", public, err)
+		}
+		got, err := f.client.GetWebhookSubscription(f.ctx, &handoffv1.GetWebhookSubscriptionRequest{Name: "webhookSubscriptions/crm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := got.GetWebhookSubscription()
+		_, err = f.client.UpdateWebhookSubscription(f.ctx, &handoffv1.UpdateWebhookSubscriptionRequest{
+			WebhookSubscription: &handoffv1.WebhookSubscription{Name: sub.GetName(), Etag: sub.GetEtag(),
+				Url: "https://169.254.169.254/"},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"url"}},
+		})
+		if !violatesField(err, "webhook_subscription.url") {
+			t.Fatalf("update to the metadata address: %v, want INVALID_ARGUMENT on webhook_subscription.url", err)
+		}
+		after, err := f.client.GetWebhookSubscription(f.ctx, &handoffv1.GetWebhookSubscriptionRequest{Name: sub.GetName()})
+		if err != nil || after.GetWebhookSubscription().GetUrl() != public ||
+			after.GetWebhookSubscription().GetEtag() != sub.GetEtag() {
+			t.Fatalf("after a refused update = %v, %v; want it unchanged", after, err)
+		}
+	})
+
+	t.Run("with private networks allowed", func(t *testing.T) {
+		f := newFixture(t)
+		for i, url := range refused[:len(refused)-2] {
+			if err := create(f, fmt.Sprintf("dev-%d", i), url); err != nil {
+				t.Errorf("create %s: %v", url, err)
+			}
+		}
+	})
+}
+
+func TestWebhookDeliveryRefusedAtDial(t *testing.T) {
+	// The subscription names loopback, as a public name that resolves to a
+	// private address would after passing the creation check.
+	f := newFixture(t)
+	setUpRouting(f)
+	rcv := newReceiver(t, f.clock.Now)
+	sub := f.subscribe(rcv.srv.URL, 0, handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_HANDOFF_ASSIGNED)
+	rcv.secret.Store(sub.GetSecret())
+	worker := dispatch.New(f.app.Store, nil, f.clock.Now, logging.Discard())
+	f.qualify("lead-1", &eventsv1.LeadAttributes{Country: "DE"})
+
+	if n, err := worker.DeliverDue(context.Background()); err != nil || n != 1 {
+		t.Fatalf("delivered %d, %v; want 1", n, err)
+	}
+	if payloads, bad := rcv.payloads(); len(payloads)+len(bad) > 0 {
+		t.Fatalf("the receiver on loopback was reached: %d payloads, %v", len(payloads), bad)
+	}
+	resp, err := f.client.ListWebhookDeliveries(f.ctx, &handoffv1.ListWebhookDeliveriesRequest{
+		Parent: sub.GetWebhookSubscription().GetName(), State: handoffv1.WebhookDelivery_STATE_PENDING,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := resp.GetWebhookDeliveries()
+	if len(ds) != 1 || ds[0].GetAttemptCount() != 1 {
+		t.Fatalf("pending deliveries = %v; want one with a failed attempt", ds)
+	}
+	a := ds[0].GetAttempts()[0]
+	if a.GetHttpStatusCode() != 0 || !strings.Contains(a.GetError(), "destination address not allowed") ||
+		strings.Contains(a.GetError(), "127.0.0.1") {
+		t.Fatalf("attempt = %v; want the refusal, without the address", a)
 	}
 }
