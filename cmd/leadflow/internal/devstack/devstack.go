@@ -134,8 +134,9 @@ func Run(ctx context.Context, opts Options) error {
 
 // baseEnv is the environment every process gets. Services read
 // <SERVICE>_-prefixed settings, so each one is told the database, its own
-// listen address, the internal token and every peer's address. Ports are
-// consecutive from FirstGRPCPort in backends order.
+// listen address, the internal token and every peer's address; handoff may
+// also post webhooks to private networks. Ports are consecutive from
+// FirstGRPCPort in backends order.
 func baseEnv(opts Options, dbURL string) []string {
 	token := randomToken()
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(opts.FirstGRPCPort+i) }
@@ -144,6 +145,9 @@ func baseEnv(opts Options, dbURL string) []string {
 		"GATEWAY_HTTP_ADDR="+opts.HTTPAddr,
 		"GATEWAY_INTERNAL_TOKEN="+token,
 		"GATEWAY_METRICS_ADDR="+metrics(len(Backends)),
+		// Local demos point webhooks at receivers on localhost, which
+		// production refuses.
+		"HANDOFF_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
 	)
 	for i, svc := range Backends {
 		up := strings.ToUpper(svc)
