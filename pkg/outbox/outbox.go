@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
+	"github.com/leadflow/leadflow/pkg/postgres"
 )
 
 // Migrations are the outbox and inbox tables, a migration set of its own;
@@ -94,10 +95,10 @@ type Message struct {
 // outboxColumns are the columns PublishAll COPYs, in its rows' order.
 var outboxColumns = []string{"event_id", "workspace_id", "subscribers", "event_type", "event", "lead_id"}
 
-// PublishAll is Publish for many events: one COPY and one NOTIFY however
-// many there are, so bulk writers (imports) do not pay a round trip per
-// event, and PostgreSQL stores the rows as it would a bulk load. It returns
-// the events in the order of msgs.
+// PublishAll is Publish for many events, written with postgres.Insert: a
+// few in one round trip with the NOTIFY, many as one COPY (a bulk load) and
+// the NOTIFY, so bulk writers (imports) do not pay a round trip per event.
+// It returns the events in the order of msgs.
 func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
@@ -142,12 +143,14 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 	if len(rows) == 0 {
 		return evs, nil
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, outboxColumns, pgx.CopyFromRows(rows)); err != nil {
+	b := &pgx.Batch{}
+	if err := postgres.Insert(ctx, tx, b, "outbox", outboxColumns, rows); err != nil {
 		return nil, fmt.Errorf("insert outbox events: %w", err)
 	}
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, p.channel); err != nil {
-		return nil, fmt.Errorf("notify the outbox relay: %w", err)
+	b.Queue(`SELECT pg_notify($1, '')`, p.channel)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("insert outbox events: %w", err)
 	}
 	return evs, nil
 }

@@ -1,5 +1,6 @@
-// Package postgres opens pgx connection pools and runs transactions with
-// bounded retries, and names the SQLSTATEs the services rely on.
+// Package postgres opens pgx connection pools, runs transactions with
+// bounded retries, writes rows in bulk, and names the SQLSTATEs the services
+// rely on.
 //
 // Services use pgx directly, without an ORM. Store methods take a Querier so
 // that the same method runs on the pool or inside a transaction started by

@@ -208,11 +208,11 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 		}
 		out[i] = lead.Outcome{Lead: e.lead, Created: eff.kind == lead.KindCreated}
 	}
+	if err := changes.write(ctx, tx, b); err != nil {
+		return nil, err
+	}
 	if err := sendBatch(ctx, tx, b); err != nil {
 		return nil, wrap("write captures", err)
-	}
-	if err := changes.copy(ctx, tx); err != nil {
-		return nil, err
 	}
 
 	var msgs []outbox.Message
@@ -337,34 +337,34 @@ SELECT DISTINCT email FROM leads
 	return merged, wrap("find merged leads", err)
 }
 
-// leadColumnsCopied are the columns insertLeads COPYs, in its rows' order.
-var leadColumnsCopied = []string{
+// newLeadColumns are the columns insertLeads writes, in its rows' order.
+var newLeadColumns = []string{
 	"id", "workspace_id", "email", "first_name", "last_name", "company", "title", "phone", "country",
 	"industry", "employee_count", "source", "campaign", "custom_attributes", "company_domain",
 	"account_id", "unsubscribed", "version", "create_time", "update_time",
 }
 
-// insertLeads stores new leads with one COPY, which PostgreSQL loads as a
-// bulk insert, and reports taken when any of their emails has a live lead
-// already, inserted before or by a concurrent capture (COPY waits for that
-// capture to finish). Then nothing is inserted: the COPY runs under a
+// insertLeads stores new leads with postgres.Insert (a bulk COPY when there
+// are many) and reports taken when any of their emails has a live lead
+// already, inserted before or by a concurrent capture (the insert waits for
+// that capture to finish). Then nothing is inserted: the insert runs under a
 // savepoint, rolled back so the caller can look the emails up and try again.
 // Rows go in the order given (sorted by email), like every other capture's.
 func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, err error) {
 	if len(leads) == 0 {
 		return false, nil
 	}
-	rows := pgx.CopyFromSlice(len(leads), func(i int) ([]any, error) {
-		l := leads[i].lead
-		return []any{
+	rows := make([][]any, len(leads))
+	for i, e := range leads {
+		l := e.lead
+		rows[i] = []any{
 			binaryUUID(l.ID), l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country,
 			l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
 			binaryUUID(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime,
-		}, nil
-	})
+		}
+	}
 	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.CopyFrom(ctx, pgx.Identifier{"leads"}, leadColumnsCopied, rows)
-		return err
+		return postgres.Insert(ctx, sp, nil, "leads", newLeadColumns, rows)
 	})
 	if postgres.IsUniqueViolation(err) && postgres.ConstraintName(err) == "leads_email" {
 		return true, nil
@@ -372,7 +372,7 @@ func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, er
 	return false, wrap("insert leads", err)
 }
 
-// changeSet collects the history entries of one capture call for one COPY.
+// changeSet collects the history entries of one capture call.
 type changeSet struct {
 	ws   string
 	at   time.Time
@@ -386,13 +386,10 @@ func (c *changeSet) add(leadID, kind, source string, fields []string) {
 	c.rows = append(c.rows, []any{c.ws, binaryUUID(leadID), kind, source, fields, c.at})
 }
 
-func (c *changeSet) copy(ctx context.Context, tx pgx.Tx) error {
-	if len(c.rows) == 0 {
-		return nil
-	}
+// write stores the entries, queued on b when they are few.
+func (c *changeSet) write(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 	columns := []string{"workspace_id", "lead_id", "kind", "source", "changed_fields", "change_time"}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"lead_changes"}, columns, pgx.CopyFromRows(c.rows))
-	return wrap("write history", err)
+	return wrap("write history", postgres.Insert(ctx, tx, b, "lead_changes", columns, c.rows))
 }
 
 // accountIDs returns the account of each domain, creating missing ones.
