@@ -36,6 +36,11 @@ type Store interface {
 	// With a requestID that an earlier step carried, it returns that step
 	// and does not run fn. Erased and merged-away leads are ErrLeadNotFound.
 	Update(ctx context.Context, workspace, lead, requestID string, fn Mutation) (Result, error)
+	// UpdateFollowing is Update without a request id, for an incoming
+	// event: a merged-away lead stands for the lead it was merged into (as
+	// Resolve says), and the mutation is fn(that lead). An erased lead is
+	// ErrLeadNotFound.
+	UpdateFollowing(ctx context.Context, workspace, lead string, fn func(current string) Mutation) (Result, error)
 	// Lead returns the current lifecycle.
 	Lead(ctx context.Context, workspace, lead string) (Lead, error)
 	// LeadAt rebuilds the lifecycle as of an instant from the history.
@@ -138,21 +143,20 @@ func (s *Service) UpdateSettings(ctx context.Context, workspace, etag string, ch
 }
 
 // HandleEvent applies an incoming event. Events about an erased lead are
-// ignored; events about a merged-away lead apply to its survivor.
-func (s *Service) HandleEvent(ctx context.Context, ev Event) ([]Transition, error) {
-	lead, erased, err := s.store.Resolve(ctx, ev.Workspace, ev.Lead)
-	if err != nil || erased {
-		return nil, err
-	}
-	ev.Lead = lead
-	res, err := s.store.Update(ctx, ev.Workspace, ev.Lead, "", func(cur *Lead, _ Settings) (*Lead, []Transition, error) {
-		next, steps := DecideEvent(cur, ev, s.Now())
-		return next, steps, nil
+// ignored (the result is empty); events about a merged-away lead apply to
+// its survivor, which Result.Lead is then.
+func (s *Service) HandleEvent(ctx context.Context, ev Event) (Result, error) {
+	res, err := s.store.UpdateFollowing(ctx, ev.Workspace, ev.Lead, func(current string) Mutation {
+		ev.Lead = current
+		return func(cur *Lead, _ Settings) (*Lead, []Transition, error) {
+			next, steps := DecideEvent(cur, ev, s.Now())
+			return next, steps, nil
+		}
 	})
 	if errors.Is(err, ErrLeadNotFound) {
-		return nil, nil // erased or merged while we looked: nothing to do
+		return Result{}, nil // erased, or erased or merged while we looked: nothing to do
 	}
-	return res.Steps, err
+	return res, err
 }
 
 // Erase removes a lead's lifecycle and history.

@@ -57,10 +57,12 @@ var errNoLead = apperr.InvalidArgument("invalid event", apperr.Field("event.lead
 // in returns the service bound to the receiving transaction.
 func (h handlers) in(tx pgx.Tx) *lifecycle.Service { return h.svc.WithStore(h.store.WithTx(tx)) }
 
-// apply runs a domain event built from ev.
-func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e lifecycle.Event) error {
+// apply runs a domain event built from ev and returns the lead it applied
+// to: ev's lead or, if that was merged away, its survivor; "" if the lead
+// was erased.
+func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e lifecycle.Event) (string, error) {
 	if ev.GetLead() == "" {
-		return errNoLead
+		return "", errNoLead
 	}
 	e.Workspace, e.Lead = ev.GetWorkspace(), ev.GetLead()
 	if ev.GetOccurTime() != nil {
@@ -72,8 +74,8 @@ func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e li
 		EventID: ev.GetId(),
 		TraceID: traceID(ctx, ev),
 	}
-	_, err := h.in(tx).HandleEvent(ctx, e)
-	return err
+	res, err := h.in(tx).HandleEvent(ctx, e)
+	return res.Lead.ID, err
 }
 
 // traceID is the trace of the delivery (which continues the producer's), or
@@ -92,32 +94,31 @@ func traceID(ctx context.Context, ev *eventsv1.Event) string {
 
 func (h handlers) captured(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	attrs := payload.(*eventsv1.LeadCaptured).GetAttributes()
-	if err := h.apply(ctx, tx, ev, lifecycle.Event{
+	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{
 		Kind: lifecycle.EventCaptured, Source: attrs.GetSource(), Campaign: attrs.GetCampaign(),
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	desc := "captured"
 	if attrs.GetSource() != "" {
 		desc += " from " + attrs.GetSource()
 	}
-	return h.step(ctx, tx, ev, lifecycle.StepCaptured, desc)
+	return h.step(ctx, tx, ev, lead, lifecycle.StepCaptured, desc)
 }
 
-// step records a key event of the lead's journey with the trace behind it.
-// Events about a merged-away lead land on its survivor; an erased lead gets
-// none.
-func (h handlers) step(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, kind lifecycle.StepKind, desc string) error {
-	st := h.store.WithTx(tx)
-	lead, erased, err := st.Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
-	if err != nil || erased {
-		return err
+// step records a key event of the lead's journey with the trace behind it,
+// on lead, which apply resolved: events about a merged-away lead land on
+// its survivor; an erased lead ("") gets none.
+func (h handlers) step(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, lead string, kind lifecycle.StepKind, desc string) error {
+	if lead == "" {
+		return nil
 	}
 	at := time.Now()
 	if ev.GetOccurTime() != nil {
 		at = ev.GetOccurTime().AsTime()
 	}
-	return st.RecordStep(ctx, ev.GetWorkspace(), lead, lifecycle.JourneyStep{
+	return h.store.WithTx(tx).RecordStep(ctx, ev.GetWorkspace(), lead, lifecycle.JourneyStep{
 		Kind: kind, Time: at, Description: desc, Source: ev.GetSource(),
 		Traceparent: ev.GetTraceparent(), TraceID: traceID(ctx, ev),
 	})
@@ -132,7 +133,12 @@ func (h handlers) assigned(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p
 	if p.GetRule() != "" {
 		desc += " by rule " + p.GetRule()
 	}
-	return h.step(ctx, tx, ev, lifecycle.StepAssigned, desc)
+	// An assignment changes no lifecycle, so nothing resolved the lead yet.
+	lead, erased, err := h.store.WithTx(tx).Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
+	if err != nil || erased {
+		return err
+	}
+	return h.step(ctx, tx, ev, lead, lifecycle.StepAssigned, desc)
 }
 
 func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
@@ -142,39 +148,44 @@ func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p
 		ev = proto.CloneOf(ev)
 		ev.OccurTime = at
 	}
-	return h.apply(ctx, tx, ev, e)
+	_, err := h.apply(ctx, tx, ev, e)
+	return err
 }
 
 func (h handlers) scored(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	p := payload.(*eventsv1.LeadScored)
-	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventScored, Score: p.GetTotalScore(), HasScore: true})
+	_, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventScored, Score: p.GetTotalScore(), HasScore: true})
+	return err
 }
 
 func (h handlers) qualified(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	p := payload.(*eventsv1.LeadQualified)
-	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true}); err != nil {
+	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true})
+	if err != nil {
 		return err
 	}
 	desc := fmt.Sprintf("qualified: score %d", p.GetTotalScore())
 	if p.GetReason() == eventsv1.LeadQualified_REASON_HAND_RAISER {
 		desc = "qualified: hand-raiser"
 	}
-	return h.step(ctx, tx, ev, lifecycle.StepQualified, desc)
+	return h.step(ctx, tx, ev, lead, lifecycle.StepQualified, desc)
 }
 
 func (h handlers) accepted(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
-	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted}); err != nil {
+	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted})
+	if err != nil {
 		return err
 	}
-	return h.step(ctx, tx, ev, lifecycle.StepAccepted, "accepted by "+payload.(*eventsv1.HandoffAccepted).GetOwner())
+	return h.step(ctx, tx, ev, lead, lifecycle.StepAccepted, "accepted by "+payload.(*eventsv1.HandoffAccepted).GetOwner())
 }
 
 func (h handlers) rejected(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	reason := payload.(*eventsv1.HandoffRejected).GetReason()
-	if err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: reason}); err != nil {
+	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: reason})
+	if err != nil {
 		return err
 	}
-	return h.step(ctx, tx, ev, lifecycle.StepRejected, "rejected: "+reason)
+	return h.step(ctx, tx, ev, lead, lifecycle.StepRejected, "rejected: "+reason)
 }
 
 func (h handlers) erased(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {

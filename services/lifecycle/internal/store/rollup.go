@@ -7,7 +7,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// countTransition adds the facts of the transition just inserted as id to
+// queueCountTransition queues on b, right after the insert of a transition,
+// the statement that adds the facts of that transition (the last one this
+// session inserted: currval of the ids) to
 // the funnel rollups (see migrations/00002_funnel_rollup.sql) and their
 // month grains (00004_funnel_month.sql), under the
 // keys of the lead's row as it is now:
@@ -24,10 +26,10 @@ import (
 // on the same day and stage do wait on each other's commit for that row.
 // A deadlock left (across the tables) is retried by the transaction
 // helper.
-func countTransition(ctx context.Context, tx pgx.Tx, id int64) error {
+func queueCountTransition(b *pgx.Batch) {
 	const q = `
 WITH t AS (
-    SELECT * FROM transitions WHERE id = $1
+    SELECT * FROM transitions WHERE id = (SELECT currval(pg_get_serial_sequence('transitions', 'id')))
 ), k AS (
     SELECT k.source, k.campaign
       FROM t LEFT JOIN leads l ON l.workspace_id = t.workspace_id AND l.lead_id = t.lead_id
@@ -87,17 +89,22 @@ SELECT workspace_id, source, campaign, from_stage, to_stage, funnel_month(day), 
  ORDER BY 2, 3, 4, 5, 6, 7, 8
     ON CONFLICT (workspace_id, source, campaign, from_stage, to_stage, month, prev_day, bucket)
     DO UPDATE SET n = r.n + excluded.n`
-	if _, err := tx.Exec(ctx, q, id); err != nil {
-		return fmt.Errorf("count transition in funnel: %w", err)
+	b.Queue(q)
+}
+
+// applyFunnelSQL adds (dir $3 = 1) or removes (-1) all of a lead's facts
+// from the funnel rollups, under the keys its row gives now.
+const applyFunnelSQL = `SELECT funnel_apply($1, $2, $3)`
+
+// applyFunnel runs applyFunnelSQL.
+func applyFunnel(ctx context.Context, tx pgx.Tx, workspace, lead string, dir int) error {
+	if _, err := tx.Exec(ctx, applyFunnelSQL, workspace, lead, dir); err != nil {
+		return fmt.Errorf("update funnel rollups of lead: %w", err)
 	}
 	return nil
 }
 
-// applyFunnel adds (dir 1) or removes (dir -1) all of a lead's facts from
-// the funnel rollups, under the keys its row gives now.
-func applyFunnel(ctx context.Context, tx pgx.Tx, workspace, lead string, dir int) error {
-	if _, err := tx.Exec(ctx, `SELECT funnel_apply($1, $2, $3)`, workspace, lead, dir); err != nil {
-		return fmt.Errorf("update funnel rollups of lead: %w", err)
-	}
-	return nil
+// queueApplyFunnel queues applyFunnelSQL on b.
+func queueApplyFunnel(b *pgx.Batch, workspace, lead string, dir int) {
+	b.Queue(applyFunnelSQL, workspace, lead, dir)
 }

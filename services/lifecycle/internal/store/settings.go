@@ -88,6 +88,13 @@ func readSettings(ctx context.Context, q querier, workspace string, forUpdate bo
 	if err != nil {
 		return lifecycle.Settings{}, fmt.Errorf("read settings: %w", err)
 	}
+	return decodeSettings(allowed, lost, disq, s.Version, s.UpdateTime)
+}
+
+// decodeSettings builds settings from their stored columns.
+func decodeSettings(allowed, lost, disq []byte, version int64, updateTime time.Time) (lifecycle.Settings, error) {
+	s := lifecycle.Settings{Version: version, UpdateTime: updateTime}
+	var err error
 	if s.Allowed, err = decodeAllowed(allowed); err != nil {
 		return lifecycle.Settings{}, fmt.Errorf("decode allowed transitions: %w", err)
 	}

@@ -200,25 +200,32 @@ func readLead(ctx context.Context, q querier, sql string, args ...any) (*lifecyc
 // the same stage only the first is applied; the second is decided again on
 // the state the first left.
 func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, fn lifecycle.Mutation) (lifecycle.Result, error) {
+	return s.update(ctx, workspace, lead, requestID, false, func(string) lifecycle.Mutation { return fn })
+}
+
+// UpdateFollowing implements lifecycle.Store: Update, but a merged-away lead
+// stands for its survivor.
+func (s *Store) UpdateFollowing(ctx context.Context, workspace, lead string, fn func(current string) lifecycle.Mutation) (lifecycle.Result, error) {
+	return s.update(ctx, workspace, lead, "", true, fn)
+}
+
+func (s *Store) update(ctx context.Context, workspace, lead, requestID string, follow bool, fn func(current string) lifecycle.Mutation) (lifecycle.Result, error) {
 	var res lifecycle.Result
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		res = lifecycle.Result{}
-		if gone, err := isGone(ctx, tx, workspace, lead); err != nil || gone {
-			if err == nil {
-				err = lifecycle.ErrLeadNotFound
-			}
-			return err
-		}
 		// Two tries: if the lead was created concurrently between our read
 		// and our insert, decide again on the row the other transaction made.
 		for range 2 {
-			const lock = `SELECT ` + leadColumns + ` FROM leads WHERE workspace_id = $1 AND lead_id = $2 FOR UPDATE`
-			cur, err := readLead(ctx, tx, lock, workspace, lead)
+			locked, err := lockLead(ctx, tx, workspace, lead, follow)
 			if err != nil {
-				return fmt.Errorf("lock lead: %w", err)
+				return err
 			}
+			if locked.gone {
+				return lifecycle.ErrLeadNotFound
+			}
+			cur := locked.cur
 			if requestID != "" && cur != nil {
-				prev, err := transitionByRequest(ctx, tx, workspace, lead, requestID)
+				prev, err := transitionByRequest(ctx, tx, workspace, locked.lead, requestID)
 				if err != nil {
 					return err
 				}
@@ -227,11 +234,7 @@ func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, f
 					return nil
 				}
 			}
-			settings, err := readSettings(ctx, tx, workspace, false)
-			if err != nil {
-				return err
-			}
-			next, steps, err := fn(cur, settings)
+			next, steps, err := fn(locked.lead)(cur, locked.settings)
 			if err != nil {
 				return err
 			}
@@ -242,7 +245,9 @@ func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, f
 				res.Lead = *cur
 				return nil
 			}
+			b := &pgx.Batch{}
 			if cur == nil {
+				// Alone, as the rest must not be written if it was not.
 				inserted, err := insertLead(ctx, tx, *next)
 				if err != nil {
 					return err
@@ -250,33 +255,25 @@ func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, f
 				if !inserted {
 					continue
 				}
-			} else {
-				// A lead's facts count under its source and campaign, which a
-				// late first capture (or a merge) may set: move them.
-				moved := next.Source != cur.Source || next.Campaign != cur.Campaign
-				if moved {
-					if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
-						return err
-					}
-				}
-				if err := updateLead(ctx, tx, *next); err != nil {
-					return err
-				}
-				if moved {
-					if err := applyFunnel(ctx, tx, workspace, lead, 1); err != nil {
-						return err
-					}
-				}
+			} else if err := queueLeadUpdate(b, *cur, *next); err != nil {
+				return err
 			}
 			var enter time.Time
 			if cur != nil {
 				enter = cur.StageEnterTime
 			}
 			for i := range steps {
-				if err := s.insertTransition(ctx, tx, &steps[i], enter); err != nil {
+				if err := queueTransition(b, &steps[i], enter); err != nil {
 					return err
 				}
 				enter = steps[i].Time
+			}
+			// One round trip for the lead's writes, one for its events.
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return fmt.Errorf("write lead: %w", err)
+			}
+			if err := s.publishMoves(ctx, tx, steps); err != nil {
+				return err
 			}
 			res.Lead, res.Steps = *next, steps
 			return nil
@@ -286,13 +283,114 @@ func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, f
 	return res, err
 }
 
-func isGone(ctx context.Context, q querier, workspace, lead string) (bool, error) {
-	const sql = `SELECT EXISTS (SELECT 1 FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2)`
-	var gone bool
-	if err := q.QueryRow(ctx, sql, workspace, lead).Scan(&gone); err != nil {
-		return false, fmt.Errorf("check gone lead: %w", err)
+// locked is what lockLead read.
+type locked struct {
+	lead     string // the lead asked for, or the survivor standing for it
+	gone     bool
+	cur      *lifecycle.Lead // nil when lifecycle never heard of the lead
+	settings lifecycle.Settings
+}
+
+// lockRow is a row of lockLead's query; the lead's columns are NULL when
+// there is no lead.
+type lockRow struct {
+	Depth               int        `db:"depth"`
+	Target              *string    `db:"target"`
+	Allowed             []byte     `db:"allowed"`
+	LostReasons         []byte     `db:"lost_reasons"`
+	DisqualifiedReasons []byte     `db:"disqualified_reasons"`
+	SettingsVersion     *int64     `db:"settings_version"`
+	SettingsUpdateTime  *time.Time `db:"settings_update_time"`
+
+	WorkspaceID      *string    `db:"workspace_id"`
+	LeadID           *string    `db:"lead_id"`
+	Stage            *string    `db:"stage"`
+	PreviousStage    *string    `db:"previous_stage"`
+	Reason           *string    `db:"reason"`
+	StageEnterTime   *time.Time `db:"stage_enter_time"`
+	RecycleCount     *int       `db:"recycle_count"`
+	Version          *int64     `db:"version"`
+	Bant             []byte     `db:"bant"`
+	Score            *int64     `db:"score"`
+	ScoreTime        *time.Time `db:"score_time"`
+	LastActivityTime *time.Time `db:"last_activity_time"`
+	Source           *string    `db:"source"`
+	Campaign         *string    `db:"campaign"`
+	CreateTime       *time.Time `db:"create_time"`
+	UpdateTime       *time.Time `db:"update_time"`
+}
+
+func (r lockRow) lead() (*lifecycle.Lead, error) {
+	if r.LeadID == nil {
+		return nil, nil
 	}
-	return gone, nil
+	l, err := leadRow{
+		WorkspaceID: *r.WorkspaceID, LeadID: *r.LeadID, Stage: *r.Stage, PreviousStage: r.PreviousStage,
+		Reason: *r.Reason, StageEnterTime: *r.StageEnterTime, RecycleCount: *r.RecycleCount, Version: *r.Version,
+		Bant: r.Bant, Score: r.Score, ScoreTime: r.ScoreTime, LastActivityTime: *r.LastActivityTime,
+		Source: *r.Source, Campaign: *r.Campaign, CreateTime: *r.CreateTime, UpdateTime: *r.UpdateTime,
+	}.toDomain()
+	return &l, err
+}
+
+// lockLead finds out, in one round trip, whether lead is gone (erased or
+// merged away) or, when follow is set, which lead stands for it after its
+// merges, then locks that lead's row and reads the workspace's settings.
+// An erased lead, or a merged-away one when follow is unset, is gone.
+//
+// Merges are followed as Resolve does, at most maxMergeChain of them.
+func lockLead(ctx context.Context, tx pgx.Tx, workspace, lead string, follow bool) (locked, error) {
+	// $3: follow merges; $4: how many. The lead's row is locked only when
+	// it is the one to change, so an event never waits on a lead it does
+	// not touch.
+	const q = `
+WITH RECURSIVE chain (depth, survivor_id) AS (
+    SELECT 1, survivor_id FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2
+    UNION ALL
+    SELECT c.depth + 1, g.survivor_id
+      FROM chain c JOIN gone_leads g ON g.workspace_id = $1 AND g.lead_id = c.survivor_id
+     WHERE $3 AND c.depth < $4
+), target (depth, lead_id) AS (
+    (SELECT 0, $2::text UNION ALL SELECT depth, survivor_id FROM chain)
+    ORDER BY 1 DESC LIMIT 1
+)
+SELECT t.depth, t.lead_id AS target,
+       s.allowed, s.lost_reasons, s.disqualified_reasons, s.version AS settings_version,
+       s.update_time AS settings_update_time, l.*
+  FROM target t
+  LEFT JOIN settings s ON s.workspace_id = $1
+  LEFT JOIN LATERAL (
+    SELECT ` + leadColumns + ` FROM leads
+     WHERE workspace_id = $1 AND lead_id = t.lead_id AND (t.depth = 0 OR $3 AND t.depth < $4)
+       FOR UPDATE
+  ) l ON true`
+	rows, err := tx.Query(ctx, q, workspace, lead, follow, maxMergeChain)
+	if err != nil {
+		return locked{}, fmt.Errorf("lock lead: %w", err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[lockRow])
+	if err != nil {
+		return locked{}, fmt.Errorf("lock lead: %w", err)
+	}
+	out := locked{lead: lead}
+	switch {
+	case r.Depth == 0:
+	case !follow || r.Target == nil:
+		out.gone = true
+		return out, nil
+	case r.Depth >= maxMergeChain:
+		return locked{}, fmt.Errorf("resolve lead: merge chain longer than %d", maxMergeChain)
+	default:
+		out.lead = *r.Target
+	}
+	if out.cur, err = r.lead(); err != nil {
+		return locked{}, err
+	}
+	out.settings = lifecycle.DefaultSettings()
+	if r.Allowed != nil {
+		out.settings, err = decodeSettings(r.Allowed, r.LostReasons, r.DisqualifiedReasons, *r.SettingsVersion, *r.SettingsUpdateTime)
+	}
+	return out, err
 }
 
 func leadArgs(l lifecycle.Lead) ([]any, error) {
@@ -322,34 +420,49 @@ ON CONFLICT (workspace_id, lead_id) DO NOTHING`
 	return tag.RowsAffected() == 1, nil
 }
 
-func updateLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) error {
+// queueLeadUpdate queues the write of next over cur on b.
+func queueLeadUpdate(b *pgx.Batch, cur, next lifecycle.Lead) error {
 	const q = `
 UPDATE leads
    SET stage = $3, previous_stage = $4, reason = $5, stage_enter_time = $6, recycle_count = $7,
        version = $8, bant = $9, score = $10, score_time = $11, last_activity_time = $12,
        source = $13, campaign = $14, create_time = $15, update_time = $16
  WHERE workspace_id = $1 AND lead_id = $2`
-	args, err := leadArgs(l)
+	args, err := leadArgs(next)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, q, args...); err != nil {
-		return fmt.Errorf("update lead: %w", err)
+	// A lead's facts count under its source and campaign, which a late
+	// first capture (or a merge) may set: move them.
+	moved := next.Source != cur.Source || next.Campaign != cur.Campaign
+	if moved {
+		queueApplyFunnel(b, next.Workspace, next.ID, -1)
+	}
+	b.Queue(q, args...)
+	if moved {
+		queueApplyFunnel(b, next.Workspace, next.ID, 1)
 	}
 	return nil
 }
 
-// insertTransition records t, which ends a stay in t.From that began at
-// fromEnter, and publishes StageChanged in the same transaction.
-func (s *Store) insertTransition(ctx context.Context, tx pgx.Tx, t *lifecycle.Transition, fromEnter time.Time) error {
+// queueTransition queues on b the insert of t, which ends a stay in t.From
+// that began at fromEnter, and the counting of its facts; t.ID is set when
+// b is sent.
+//
+// The previous entry and exit are read in the order of transitions_by_lead:
+// with max() a generic plan made while the table was small scanned
+// transitions_by_time backwards through the whole workspace's history.
+func queueTransition(b *pgx.Batch, t *lifecycle.Transition, fromEnter time.Time) error {
 	const q = `
 INSERT INTO transitions (workspace_id, lead_id, from_stage, to_stage, transition_time, from_enter_time,
                          prev_enter_time, prev_exit_time,
                          reason, note, bant, backward, actor_kind, actor_id, trigger, event_id, request_id,
                          trace_id, temperature)
 VALUES ($1, $2, $3::stage, $4::stage, $5, $6,
-        (SELECT max(transition_time) FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND to_stage = $4::stage),
-        (SELECT max(transition_time) FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND from_stage = $3::stage),
+        (SELECT transition_time FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND to_stage = $4::stage
+          ORDER BY transition_time DESC, id DESC LIMIT 1),
+        (SELECT transition_time FROM transitions WHERE workspace_id = $1 AND lead_id = $2 AND from_stage = $3::stage
+          ORDER BY transition_time DESC, id DESC LIMIT 1),
         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 RETURNING id`
 	bant, err := encodeBant(t.Bant)
@@ -360,23 +473,35 @@ RETURNING id`
 	if t.From != lifecycle.StageUnspecified {
 		enter = &fromEnter
 	}
-	err = tx.QueryRow(ctx, q, t.Workspace, t.Lead, stageOrNil(t.From), t.To.String(), t.Time, enter,
+	b.Queue(q, t.Workspace, t.Lead, stageOrNil(t.From), t.To.String(), t.Time, enter,
 		t.Reason, t.Note, bant, t.Backward, t.Actor.Kind.String(), t.Actor.ID, t.Trigger,
 		nilIfEmpty(t.EventID), nilIfEmpty(t.RequestID), t.TraceID, t.Temperature.String(),
-	).Scan(&t.ID)
-	if err != nil {
-		return fmt.Errorf("insert transition: %w", err)
-	}
-	if err := countTransition(ctx, tx, t.ID); err != nil {
-		return err
-	}
-	_, err = s.pub.Publish(ctx, tx, t.Workspace, t.Lead, &eventsv1.StageChanged{
-		FromStage:   typesv1.Stage(t.From),
-		ToStage:     typesv1.Stage(t.To),
-		Reason:      t.Reason,
-		Actor:       t.Actor.String(),
-		Temperature: typesv1.Temperature(t.Temperature),
+	).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&t.ID); err != nil {
+			return fmt.Errorf("insert transition: %w", err)
+		}
+		return nil
 	})
+	queueCountTransition(b)
+	return nil
+}
+
+// publishMoves writes StageChanged for each move into the outbox.
+func (s *Store) publishMoves(ctx context.Context, tx pgx.Tx, steps []lifecycle.Transition) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	msgs := make([]outbox.Message, len(steps))
+	for i, t := range steps {
+		msgs[i] = outbox.Message{Workspace: t.Workspace, Lead: t.Lead, Payload: &eventsv1.StageChanged{
+			FromStage:   typesv1.Stage(t.From),
+			ToStage:     typesv1.Stage(t.To),
+			Reason:      t.Reason,
+			Actor:       t.Actor.String(),
+			Temperature: typesv1.Temperature(t.Temperature),
+		}}
+	}
+	_, err := s.pub.PublishAll(ctx, tx, msgs)
 	return err
 }
 
