@@ -54,9 +54,6 @@ type Store interface {
 	// InTx runs fn with a Store bound to one transaction (a savepoint when
 	// the Store already is).
 	InTx(ctx context.Context, fn func(tx Store) error) error
-	// Publish records an event in the outbox; the Store must be in a
-	// transaction.
-	Publish(ctx context.Context, workspace, lead string, payload proto.Message) error
 	// SaveRescored stores a batch of rescored leads of one workspace, all
 	// locked by the transaction: their scores and qualifications only (not
 	// facts or outcomes), their crossings and their events. The Store must
@@ -82,7 +79,16 @@ type Store interface {
 	GetLead(ctx context.Context, workspace, id string, forUpdate bool) (Lead, error)
 	// LockOrCreateLead returns the lead locked, creating it when missing.
 	LockOrCreateLead(ctx context.Context, workspace, id string, at time.Time) (Lead, error)
+	// OpenLead is what an event handler reads first, in one round trip:
+	// the lead's tombstone, then the lead locked (created when missing),
+	// and after the lock whatever else r asks for. The Store must be in a
+	// transaction.
+	OpenLead(ctx context.Context, r OpenLeadRequest) (OpenedLead, error)
 	SaveLead(ctx context.Context, l Lead) error
+	// SaveScored stores a locked lead whole, as SaveLead, with its
+	// threshold crossing (if any) and its events, in as few round trips as
+	// it can. The Store must be in a transaction.
+	SaveScored(ctx context.Context, l Lead, c *Crossing, events []proto.Message) error
 	DeleteLead(ctx context.Context, workspace, id string) error
 	ListLeads(ctx context.Context, workspace string, f LeadFilter, after *LeadCursor, limit int) ([]Lead, error)
 	// LeadIDsAfter returns up to limit lead ids greater than after, in order.
@@ -106,7 +112,6 @@ type Store interface {
 	// (after, last].
 	ActivitiesBetween(ctx context.Context, workspace, after, last string) (map[string][]Activity, error)
 	MoveActivities(ctx context.Context, workspace, from, to string) error
-	AddCrossing(ctx context.Context, workspace, lead string, c Crossing) error
 	Crossings(ctx context.Context, workspace, lead string, limit int) ([]Crossing, error)
 	// Tombstone marks a lead erased (survivor "") or merged into survivor,
 	// so late events about it are dropped or redirected.
@@ -219,6 +224,23 @@ func (s *Service) live(ctx context.Context, st Store, ws string) (live, error) {
 	if err != nil {
 		return live{}, fmt.Errorf("live model: %w", err)
 	}
+	return s.compileLive(ctx, st, ws, id, version, etag)
+}
+
+// liveOf is live for an opened lead, whose read already holds the live
+// model's id, version and etag unless the workspace had none yet.
+func (s *Service) liveOf(ctx context.Context, st Store, ws string, o OpenedLead) (live, error) {
+	if !o.LiveFound {
+		return s.live(ctx, st, ws)
+	}
+	if err := s.ensureWorkspace(ctx, st, ws); err != nil {
+		return live{}, err
+	}
+	return s.compileLive(ctx, st, ws, o.LiveID, o.LiveVersion, o.LiveEtag)
+}
+
+// compileLive returns the compiled rules of the live model id at etag.
+func (s *Service) compileLive(ctx context.Context, st Store, ws, id string, version int64, etag string) (live, error) {
 	p, err := s.progs.Get(CacheKey(ws, id, etag), func() (Rules, error) {
 		m, err := st.GetModel(ctx, ws, id, false)
 		return m.Rules, err
@@ -494,18 +516,8 @@ func (s *Service) rescore(ctx context.Context, tx Store, lead *Lead, l live, new
 // rescoreWith is rescore with the lead's activities already loaded.
 func (s *Service) rescoreWith(ctx context.Context, tx Store, lead *Lead, acts []Activity, l live, newActivity *Activity) (rescoreResult, error) {
 	r := s.decide(lead, acts, l, newActivity, s.Now())
-	if r.Crossing != nil {
-		if err := tx.AddCrossing(ctx, lead.Workspace, lead.ID, *r.Crossing); err != nil {
-			return r.res, err
-		}
-	}
-	for _, ev := range r.Events {
-		if err := tx.Publish(ctx, lead.Workspace, lead.ID, ev); err != nil {
-			return r.res, err
-		}
-	}
 	*lead = r.Lead
-	return r.res, tx.SaveLead(ctx, *lead)
+	return r.res, tx.SaveScored(ctx, *lead, r.Crossing, r.Events)
 }
 
 // Rescored is what rescoring one lead decided: the lead with its new score
@@ -587,50 +599,110 @@ func resolveLead(ctx context.Context, tx Store, ws, id string) (string, bool, er
 	return id, true, nil
 }
 
+// OpenLeadRequest says what Store.OpenLead reads.
+type OpenLeadRequest struct {
+	Workspace string
+	Lead      string
+	// CreateTime is the create time of the lead if it is not stored yet.
+	CreateTime time.Time
+	// FollowTombstones reports the lead's tombstone, if it has one, and
+	// then neither creates nor changes the lead. Without it a tombstone is
+	// not looked at.
+	FollowTombstones bool
+	// Score also reads, after the lock, the workspace's live model and
+	// the lead's activities.
+	Score bool
+	// Activity, if set, is stored (unless its id is known) after the lock
+	// and before the activities are read.
+	Activity *Activity
+}
+
+// OpenedLead is what Store.OpenLead read.
+type OpenedLead struct {
+	// Tombstoned says the lead was erased (Survivor "") or merged into
+	// Survivor; nothing else is set then.
+	Tombstoned bool
+	Survivor   string
+	// Found is false if the lead had no row to lock: it was erased or
+	// merged since its tombstone was looked up.
+	Found bool
+	Lead  Lead
+	// The live model's id, version and etag, if LiveFound (the workspace
+	// may have none yet). Read with Score.
+	LiveFound   bool
+	LiveID      string
+	LiveVersion int64
+	LiveEtag    string
+	// Activities are the lead's, in occur_time order. Read with Score.
+	Activities []Activity
+	// ActivityAdded says the request's Activity was stored.
+	ActivityAdded bool
+}
+
+// openLead follows r.Lead's tombstones to the lead an event applies to and
+// opens that one as r asks. ok is false for an erased lead, whose events
+// are dropped. Merges chain rarely; the walk is bounded
+// anyway, and after ten hops the lead is taken as it is.
+func (s *Service) openLead(ctx context.Context, tx Store, r OpenLeadRequest) (o OpenedLead, ok bool, err error) {
+	r.CreateTime = s.Now()
+	for hop := 0; ; hop++ {
+		r.FollowTombstones = hop < 10
+		if o, err = tx.OpenLead(ctx, r); err != nil {
+			return OpenedLead{}, false, err
+		}
+		switch {
+		case o.Tombstoned && o.Survivor == "":
+			return OpenedLead{}, false, nil
+		case o.Tombstoned:
+			r.Lead = o.Survivor
+		case !o.Found && hop < 10:
+			// Erased or merged between the tombstone lookup and the
+			// lock: the next look finds its tombstone.
+		case !o.Found:
+			return OpenedLead{}, false, ErrLeadNotFound
+		default:
+			return o, true, nil
+		}
+	}
+}
+
 // ApplyFacts records a lead's attributes as of at (from LeadCaptured or
 // LeadUpdated) and rescores it. Older facts than those stored are ignored.
 func (s *Service) ApplyFacts(ctx context.Context, tx Store, ws, leadID string, f LeadFacts, at time.Time) error {
-	leadID, ok, err := resolveLead(ctx, tx, ws, leadID)
+	o, ok, err := s.openLead(ctx, tx, OpenLeadRequest{Workspace: ws, Lead: leadID, Score: true})
 	if err != nil || !ok {
 		return err
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
+	l, err := s.liveOf(ctx, tx, ws, o)
 	if err != nil {
 		return err
 	}
-	l, err := s.live(ctx, tx, ws)
-	if err != nil {
-		return err
-	}
+	lead := o.Lead
 	if lead.FactsTime != nil && at.Before(*lead.FactsTime) {
 		return nil
 	}
 	f.Seniority = Seniority(f.Title)
 	lead.Facts, lead.FactsTime = f, &at
-	_, err = s.rescore(ctx, tx, &lead, l, nil)
+	_, err = s.rescoreWith(ctx, tx, &lead, o.Activities, l, nil)
 	return err
 }
 
 // RecordActivity stores a lead's activity, once per activity id, and
 // rescores the lead; a hand-raiser qualifies it whatever its score.
 func (s *Service) RecordActivity(ctx context.Context, tx Store, ws, leadID string, a Activity) error {
-	leadID, ok, err := resolveLead(ctx, tx, ws, leadID)
+	o, ok, err := s.openLead(ctx, tx, OpenLeadRequest{Workspace: ws, Lead: leadID, Score: true, Activity: &a})
 	if err != nil || !ok {
 		return err
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
+	l, err := s.liveOf(ctx, tx, ws, o)
 	if err != nil {
 		return err
 	}
-	l, err := s.live(ctx, tx, ws)
-	if err != nil {
-		return err
+	if !o.ActivityAdded {
+		return nil // a redelivered activity changes nothing
 	}
-	added, err := tx.AddActivity(ctx, ws, leadID, a)
-	if err != nil || !added {
-		return err // a redelivered activity changes nothing
-	}
-	_, err = s.rescore(ctx, tx, &lead, l, &a)
+	lead := o.Lead
+	_, err = s.rescoreWith(ctx, tx, &lead, o.Activities, l, &a)
 	return err
 }
 
@@ -677,10 +749,6 @@ func (s *Service) MergeLead(ctx context.Context, tx Store, ws, loser, survivor s
 // backtests learn from; RECYCLED clears the qualification so the lead may
 // qualify again.
 func (s *Service) ApplyStage(ctx context.Context, tx Store, ws, leadID string, stage typesv1.Stage, at time.Time) error {
-	leadID, ok, err := resolveLead(ctx, tx, ws, leadID)
-	if err != nil || !ok {
-		return err
-	}
 	var outcome string
 	switch stage {
 	case typesv1.Stage_STAGE_WON:
@@ -691,10 +759,11 @@ func (s *Service) ApplyStage(ctx context.Context, tx Store, ws, leadID string, s
 	default:
 		return nil
 	}
-	lead, err := tx.LockOrCreateLead(ctx, ws, leadID, s.Now())
-	if err != nil {
+	o, ok, err := s.openLead(ctx, tx, OpenLeadRequest{Workspace: ws, Lead: leadID})
+	if err != nil || !ok {
 		return err
 	}
+	lead := o.Lead
 	if outcome != "" {
 		// Events may arrive out of order: the latest outcome wins.
 		if lead.OutcomeTime != nil && at.Before(*lead.OutcomeTime) {

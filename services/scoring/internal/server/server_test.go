@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -638,5 +640,60 @@ func TestBacktestOnHandBuiltHistory(t *testing.T) {
 	got.CreateTime = nil
 	if diff := cmp.Diff(want, got, protocmp.Transform(), cmpopts.EquateApprox(0, 1e-9)); diff != "" {
 		t.Fatalf("backtest (-want +got):\n%s", diff)
+	}
+}
+
+// TestBatchOfEventsAboutTheSameLeads delivers in one call, as the relay
+// does, events that build on each other: each handler must see what the
+// ones before it did in the same transaction.
+func TestBatchOfEventsAboutTheSameLeads(t *testing.T) {
+	f := newFixture(t)
+	demo := typesv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST
+	captured := &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Industry: "software", Title: "VP Marketing"}}
+	activity := func(id string, typ typesv1.ActivityType) *eventsv1.ActivityRecorded {
+		return &eventsv1.ActivityRecorded{Activity: id, ActivityType: typ, OccurTime: timestamppb.New(f.clock.Now())}
+	}
+	evs := []*eventsv1.Event{
+		f.event(t, "l1", captured),
+		f.event(t, "l1", activity("a1", demo)),
+		f.event(t, "l1", activity("a1", demo)), // the same activity again, in another event
+		f.event(t, "l2", activity("a2", emailOpen)),
+		f.event(t, "l2", &eventsv1.LeadMerged{SurvivorLead: "l1"}),
+		f.event(t, "l2", activity("a3", emailOpen)), // lands on l1
+		f.event(t, "l3", captured),
+		f.event(t, "l3", &eventsv1.LeadErased{}),
+		f.event(t, "l3", activity("a4", demo)), // dropped
+	}
+	resp, err := f.sink.DeliverEvents(grpctest.WithKey(context.Background(), grpctest.InternalToken),
+		&eventsv1.DeliverEventsRequest{Events: evs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(resp.GetDuplicate(), true) {
+		t.Fatalf("duplicates = %v, want none", resp.GetDuplicate())
+	}
+	// Industry 15 + VP 15 + demo request 30 + two email opens 2 each.
+	if s := f.score(t, "l1"); s.GetFitScore() != 30 || s.GetTotalScore() != 64 {
+		t.Fatalf("l1 fit %d total %d, want 30 and 64", s.GetFitScore(), s.GetTotalScore())
+	}
+	if n := f.outboxEvents(t, "l1", &eventsv1.LeadQualified{}); n != 1 {
+		t.Fatalf("l1 qualified %d times, want once", n)
+	}
+	for _, lead := range []string{"l2", "l3"} {
+		_, err := f.client.GetLeadScore(f.ctx, &scoringv1.GetLeadScoreRequest{Name: "leads/" + lead + "/score"})
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("%s: code = %v, want NotFound", lead, status.Code(err))
+		}
+	}
+	var acts []string
+	rows, err := f.pool.Query(context.Background(), `SELECT lead_id || '/' || id FROM activities ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acts, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"l1/a1", "l1/a2", "l1/a3"}; !slices.Equal(acts, want) {
+		t.Fatalf("activities = %v, want %v", acts, want)
 	}
 }

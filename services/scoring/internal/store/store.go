@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/proto"
 
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	"github.com/leadflow/leadflow/pkg/outbox"
@@ -72,15 +71,6 @@ func (s *Store) InTx(ctx context.Context, fn func(scoring.Store) error) error {
 		return err
 	}
 	return sp.Commit(ctx)
-}
-
-// Publish implements scoring.Store.
-func (s *Store) Publish(ctx context.Context, workspace, lead string, payload proto.Message) error {
-	if s.tx == nil {
-		return errors.New("publish outside a transaction")
-	}
-	_, err := s.pub.Publish(ctx, s.tx, workspace, lead, payload)
-	return err
 }
 
 // SaveRescored implements scoring.Store. The leads' score columns are
@@ -287,12 +277,13 @@ func (s *Store) GetModel(ctx context.Context, workspace, id string, forUpdate bo
 	return s.oneModel(ctx, q, workspace, id)
 }
 
+const qLiveModel = `SELECT id, version, etag FROM models WHERE workspace_id = $1 AND state = 'published'`
+
 // LiveModel implements scoring.Store.
 func (s *Store) LiveModel(ctx context.Context, workspace string) (string, int64, string, error) {
-	const q = `SELECT id, version, etag FROM models WHERE workspace_id = $1 AND state = 'published'`
 	var id, etag string
 	var version int64
-	err := s.q.QueryRow(ctx, q, workspace).Scan(&id, &version, &etag)
+	err := s.q.QueryRow(ctx, qLiveModel, workspace).Scan(&id, &version, &etag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", 0, "", scoring.ErrModelNotFound
 	}
@@ -465,11 +456,19 @@ func (s *Store) LockOrCreateLead(ctx context.Context, workspace, id string, at t
 	return s.GetLead(ctx, workspace, id, true)
 }
 
-// SaveLead implements scoring.Store.
-func (s *Store) SaveLead(ctx context.Context, l scoring.Lead) error {
+// qSaveLead writes a whole lead; its arguments come from saveLeadArgs.
+const qSaveLead = `
+UPDATE leads
+   SET facts = $3, facts_time = $4, model_id = $5, model_version = $6, fit_milli = $7, engagement_milli = $8,
+       total_milli = $9, total_score = $10, grade = $11, above_threshold = $12, score_time = $13,
+       qualify_reason = $14, qualify_time = $15, qualify_total = $16, qualify_model_version = $17,
+       qualify_activity = $18, outcome = $19, outcome_time = $20
+ WHERE workspace_id = $1 AND id = $2`
+
+func saveLeadArgs(l scoring.Lead) ([]any, error) {
 	facts, err := json.Marshal(l.Facts)
 	if err != nil {
-		return fmt.Errorf("encode lead facts: %w", err)
+		return nil, fmt.Errorf("encode lead facts: %w", err)
 	}
 	var qr *int16
 	var qt *time.Time
@@ -482,16 +481,18 @@ func (s *Store) SaveLead(ctx context.Context, l scoring.Lead) error {
 	if l.Outcome != "" {
 		outcome = &l.Outcome
 	}
-	const q = `
-UPDATE leads
-   SET facts = $3, facts_time = $4, model_id = $5, model_version = $6, fit_milli = $7, engagement_milli = $8,
-       total_milli = $9, total_score = $10, grade = $11, above_threshold = $12, score_time = $13,
-       qualify_reason = $14, qualify_time = $15, qualify_total = $16, qualify_model_version = $17,
-       qualify_activity = $18, outcome = $19, outcome_time = $20
- WHERE workspace_id = $1 AND id = $2`
-	tag, err := s.q.Exec(ctx, q, l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
+	return []any{l.Workspace, l.ID, facts, l.FactsTime, l.ModelID, l.ModelVersion, l.FitMilli,
 		l.EngagementMilli, l.TotalMilli, scoring.WholePoints(l.TotalMilli), l.Grade, l.AboveThreshold, l.ScoreTime,
-		qr, qt, qTotal, qVersion, qAct, outcome, l.OutcomeTime)
+		qr, qt, qTotal, qVersion, qAct, outcome, l.OutcomeTime}, nil
+}
+
+// SaveLead implements scoring.Store.
+func (s *Store) SaveLead(ctx context.Context, l scoring.Lead) error {
+	args, err := saveLeadArgs(l)
+	if err != nil {
+		return err
+	}
+	tag, err := s.q.Exec(ctx, qSaveLead, args...)
 	if err != nil {
 		return err
 	}
@@ -574,14 +575,22 @@ SELECT ` + leadColumns + `
 	return ls, false, nil
 }
 
+func activityProperties(a scoring.Activity) ([]byte, error) {
+	if len(a.Properties) == 0 {
+		return nil, nil
+	}
+	props, err := json.Marshal(a.Properties)
+	if err != nil {
+		return nil, fmt.Errorf("encode activity properties: %w", err)
+	}
+	return props, nil
+}
+
 // AddActivity implements scoring.Store.
 func (s *Store) AddActivity(ctx context.Context, workspace, lead string, a scoring.Activity) (bool, error) {
-	var props []byte
-	if len(a.Properties) > 0 {
-		var err error
-		if props, err = json.Marshal(a.Properties); err != nil {
-			return false, fmt.Errorf("encode activity properties: %w", err)
-		}
+	props, err := activityProperties(a)
+	if err != nil {
+		return false, err
 	}
 	const q = `
 INSERT INTO activities (workspace_id, id, lead_id, type, url, content_id, properties, occur_time)
@@ -628,6 +637,12 @@ func (s *Store) activities(ctx context.Context, q string, args ...any) (map[stri
 	if err != nil {
 		return nil, err
 	}
+	return scanActivities(rows)
+}
+
+// scanActivities reads rows of (lead_id, id, type, url, content_id,
+// properties, occur_time) and closes them.
+func scanActivities(rows pgx.Rows) (map[string][]scoring.Activity, error) {
 	defer rows.Close()
 	// One backing array for all rows, cut into a slice per lead, rather
 	// than a slice grown per lead.
@@ -693,14 +708,10 @@ func (s *Store) MoveActivities(ctx context.Context, workspace, from, to string) 
 	return err
 }
 
-// AddCrossing implements scoring.Store.
-func (s *Store) AddCrossing(ctx context.Context, workspace, lead string, c scoring.Crossing) error {
-	const q = `
+// qAddCrossing records a threshold crossing of a lead.
+const qAddCrossing = `
 INSERT INTO threshold_crossings (workspace_id, lead_id, up, cross_time, total_score, model_version)
 VALUES ($1, $2, $3, $4, $5, $6)`
-	_, err := s.q.Exec(ctx, q, workspace, lead, c.Up, c.Time, c.TotalScore, c.ModelVersion)
-	return err
-}
 
 // Crossings implements scoring.Store.
 func (s *Store) Crossings(ctx context.Context, workspace, lead string, limit int) ([]scoring.Crossing, error) {
