@@ -243,3 +243,29 @@ func TestSaveScored(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenLeadAddsActivity checks that the new activity is stored once,
+// properties and all, and is among the activities read after it.
+func TestOpenLeadAddsActivity(t *testing.T) {
+	ctx := context.Background()
+	pool, st := newStore(t)
+	act := &scoring.Activity{ID: "a1", Type: typesv1.ActivityType_ACTIVITY_TYPE_FORM_SUBMITTED, URL: "https://acme.com/form",
+		Properties: map[string]string{"utm_source": "ads"}, OccurTime: t0}
+	for i, wantAdded := range []bool{true, false} {
+		var got scoring.OpenedLead
+		if err := inTx(t, pool, st, func(tx *store.Store) error {
+			var err error
+			got, err = tx.OpenLead(ctx, scoring.OpenLeadRequest{Workspace: "acme", Lead: "l1", CreateTime: t0,
+				FollowTombstones: true, Score: true, Activity: act})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got.ActivityAdded != wantAdded || len(got.Activities) != 1 {
+			t.Fatalf("open %d: added %v with %d activities, want %v with 1", i, got.ActivityAdded, len(got.Activities), wantAdded)
+		}
+		if a := got.Activities[0]; a.ID != "a1" || a.URL != act.URL || a.Properties["utm_source"] != "ads" || !a.OccurTime.Equal(t0) {
+			t.Fatalf("open %d: activity = %+v", i, a)
+		}
+	}
+}
