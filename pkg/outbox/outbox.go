@@ -100,6 +100,22 @@ var outboxColumns = []string{"event_id", "workspace_id", "subscribers", "event_t
 // the NOTIFY, so bulk writers (imports) do not pay a round trip per event.
 // It returns the events in the order of msgs.
 func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) ([]*eventsv1.Event, error) {
+	b := &pgx.Batch{}
+	evs, err := p.Queue(ctx, tx, b, msgs)
+	if err != nil {
+		return nil, err
+	}
+	if err := postgres.SendBatch(ctx, tx, b); err != nil {
+		return nil, fmt.Errorf("insert outbox events: %w", err)
+	}
+	return evs, nil
+}
+
+// Queue is PublishAll for a caller that has statements of its own to send:
+// the events' rows and NOTIFY are queued on b, to go in the same round trip
+// when the caller sends b in tx, unless they are many, when their COPY runs
+// at once. Either way they commit or vanish with tx.
+func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	now := p.now()
@@ -143,15 +159,11 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 	if len(rows) == 0 {
 		return evs, nil
 	}
-	b := &pgx.Batch{}
 	if err := postgres.Insert(ctx, tx, b, "outbox", outboxColumns, rows); err != nil {
 		return nil, fmt.Errorf("insert outbox events: %w", err)
 	}
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
 	b.Queue(`SELECT pg_notify($1, '')`, p.channel)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("insert outbox events: %w", err)
-	}
 	return evs, nil
 }
 

@@ -598,3 +598,54 @@ func TestFailedBatchIsDeliveredOneByOne(t *testing.T) {
 		t.Fatalf("live %v, parked %v; want the refused event parked", live, parked)
 	}
 }
+
+// TestQueueRidesOnTheCallersBatch: a few events wait on the caller's batch
+// and go when it is sent; many are COPYed at once. Both are delivered.
+func TestQueueRidesOnTheCallersBatch(t *testing.T) {
+	pool := newPool(t)
+	msgs := func(n int) []outbox.Message {
+		out := make([]outbox.Message, n)
+		for i := range out {
+			out[i] = outbox.Message{Workspace: "acme", Lead: fmt.Sprintf("lead-%d", i), Payload: &eventsv1.LeadErased{}}
+		}
+		return out
+	}
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO things (id) VALUES ('thing-1')`)
+		if _, err := newPublisher().Queue(t.Context(), tx, b, msgs(2)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n != 0 {
+			return fmt.Errorf("%d outbox rows before the batch was sent (err %v), want 0", n, err)
+		}
+		if err := postgres.SendBatch(t.Context(), tx, b); err != nil {
+			return err
+		}
+		if _, err := newPublisher().Queue(t.Context(), tx, &pgx.Batch{}, msgs(40)); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n != 42 {
+			return fmt.Errorf("%d outbox rows after a large Queue (err %v), want 42: many are COPYed at once", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := newRecorder()
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{})
+	for {
+		n, err := relay.DeliverDue(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if len(sink.events()) != 42 {
+		t.Fatalf("delivered %d events, want 42", len(sink.events()))
+	}
+}

@@ -61,3 +61,12 @@ func insertQuery(table string, columns []string) string {
 	q.WriteString(")")
 	return q.String()
 }
+
+// SendBatch sends b in tx and reports its first error; an empty b sends
+// nothing.
+func SendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}

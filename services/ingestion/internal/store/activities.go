@@ -78,7 +78,7 @@ func (s *Store) unsubscribe(ctx context.Context, tx pgx.Tx, l lead.Lead, now tim
 		queueLeadUpdate(b, l)
 		queueChange(b, l.Workspace, l.ID, lead.KindUnsubscribed, lead.ChannelActivities, []string{lead.FieldUnsubscribed}, now)
 	}
-	if err := sendBatch(ctx, tx, b); err != nil {
+	if err := postgres.SendBatch(ctx, tx, b); err != nil {
 		return wrap("unsubscribe", err)
 	}
 	if already {

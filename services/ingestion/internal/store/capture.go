@@ -211,7 +211,7 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 	if err := changes.write(ctx, tx, b); err != nil {
 		return nil, err
 	}
-	if err := sendBatch(ctx, tx, b); err != nil {
+	if err := postgres.SendBatch(ctx, tx, b); err != nil {
 		return nil, wrap("write captures", err)
 	}
 

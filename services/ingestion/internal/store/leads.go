@@ -161,7 +161,7 @@ func (s *Store) UpdateLead(ctx context.Context, ws, id string, version int64, ch
 		b := &pgx.Batch{}
 		queueLeadUpdate(b, l)
 		queueChange(b, ws, l.ID, lead.KindUpdated, channel, changed, now)
-		if err := sendBatch(ctx, tx, b); err != nil {
+		if err := postgres.SendBatch(ctx, tx, b); err != nil {
 			if postgres.IsUniqueViolation(err) {
 				return lead.ErrEmailTaken
 			}
@@ -203,7 +203,7 @@ UPDATE leads SET email = NULL, first_name = '', last_name = '', company = '', ti
 		b.Queue(`DELETE FROM activities WHERE workspace_id = $1 AND lead_id = ANY($2)`, ws, ids)
 		b.Queue(`UPDATE consents SET ip_address = NULL WHERE workspace_id = $1 AND lead_id = ANY($2)`, ws, ids)
 		queueChange(b, ws, l.ID, lead.KindErased, lead.ChannelAPI, nil, now)
-		if err := sendBatch(ctx, tx, b); err != nil {
+		if err := postgres.SendBatch(ctx, tx, b); err != nil {
 			return wrap("erase lead", err)
 		}
 		// Undelivered events may carry personal data (activity URLs, custom
@@ -328,7 +328,7 @@ UPDATE leads SET merged_into = $3, first_name = '', last_name = '', company = ''
 		b.Queue(`
 INSERT INTO lead_merges (workspace_id, survivor_id, source_id, request_id, actor, changed_fields, merge_time)
 VALUES ($1, $2, $3, $4, $5, $6, $7)`, ws, survivor.ID, source.ID, m.RequestID, m.Actor, changed, now)
-		if err := sendBatch(ctx, tx, b); err != nil {
+		if err := postgres.SendBatch(ctx, tx, b); err != nil {
 			return wrap("merge leads", err)
 		}
 		if err := s.publish(ctx, tx, ws, source.ID, &eventsv1.LeadMerged{SurvivorLead: survivor.ID}); err != nil {

@@ -187,13 +187,6 @@ UPDATE leads SET email = $3, first_name = $4, last_name = $5, company = $6, titl
 		nullable(l.AccountID), l.Unsubscribed, l.Version, l.UpdateTime)
 }
 
-// sendBatch runs b and reports its first error.
-func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
-	if b.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, b).Close()
-}
 
 // attributes are the non-personal attributes events carry.
 func attributes(l lead.Lead) *eventsv1.LeadAttributes {

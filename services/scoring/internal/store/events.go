@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
 )
 
@@ -109,7 +110,7 @@ SELECT lead_id, id, type, url, content_id, properties, occur_time
 
 // SaveScored implements scoring.Store: the lead and its crossing travel with
 // the outbox's INSERT and NOTIFY, one round trip in all when the events are
-// few (PublishAll COPYs many, after which the rest goes alone).
+// few (the outbox COPYs many first).
 func (s *Store) SaveScored(ctx context.Context, l scoring.Lead, c *scoring.Crossing, events []proto.Message) error {
 	if s.tx == nil {
 		return errors.New("save scored lead outside a transaction")
@@ -128,97 +129,14 @@ func (s *Store) SaveScored(ctx context.Context, l scoring.Lead, c *scoring.Cross
 	if c != nil {
 		b.Queue(qAddCrossing, l.Workspace, l.ID, c.Up, c.Time, c.TotalScore, c.ModelVersion)
 	}
-	tx := &pendingTx{Tx: s.tx, pending: b}
 	if len(events) > 0 {
 		msgs := make([]outbox.Message, len(events))
 		for i, ev := range events {
 			msgs[i] = outbox.Message{Workspace: l.Workspace, Lead: l.ID, Payload: ev}
 		}
-		if _, err := s.pub.PublishAll(ctx, tx, msgs); err != nil {
+		if _, err := s.pub.Queue(ctx, s.tx, b, msgs); err != nil {
 			return err
 		}
 	}
-	// Still pending if the publisher sent nothing (no event was routed).
-	return tx.flush(ctx)
+	return postgres.SendBatch(ctx, s.tx, b)
 }
-
-// pendingTx is a transaction with a batch of statements that go ahead of
-// the next ones sent on it: in the same round trip when that is a batch,
-// just before otherwise. It lets a caller's writes share the round trip of
-// a library's batch (outbox.Publisher's) without that library knowing.
-// Every method that sends a statement sends the pending ones first, so the
-// order of the statements is the order they were asked for.
-type pendingTx struct {
-	pgx.Tx
-	pending *pgx.Batch
-}
-
-func (t *pendingTx) flush(ctx context.Context) error {
-	if t.pending == nil {
-		return nil
-	}
-	b := t.pending
-	t.pending = nil
-	return t.Tx.SendBatch(ctx, b).Close()
-}
-
-func (t *pendingTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if t.pending == nil {
-		return t.Tx.SendBatch(ctx, b)
-	}
-	merged := &pgx.Batch{QueuedQueries: append(t.pending.QueuedQueries, b.QueuedQueries...)}
-	t.pending = nil
-	return t.Tx.SendBatch(ctx, merged)
-}
-
-func (t *pendingTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if err := t.flush(ctx); err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	return t.Tx.Exec(ctx, sql, args...)
-}
-
-func (t *pendingTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if err := t.flush(ctx); err != nil {
-		return nil, err
-	}
-	return t.Tx.Query(ctx, sql, args...)
-}
-
-func (t *pendingTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := t.flush(ctx); err != nil {
-		return errRow{err}
-	}
-	return t.Tx.QueryRow(ctx, sql, args...)
-}
-
-func (t *pendingTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	if err := t.flush(ctx); err != nil {
-		return 0, err
-	}
-	return t.Tx.CopyFrom(ctx, table, columns, src)
-}
-
-func (t *pendingTx) Begin(ctx context.Context) (pgx.Tx, error) {
-	if err := t.flush(ctx); err != nil {
-		return nil, err
-	}
-	return t.Tx.Begin(ctx)
-}
-
-func (t *pendingTx) Commit(ctx context.Context) error {
-	if err := t.flush(ctx); err != nil {
-		return err
-	}
-	return t.Tx.Commit(ctx)
-}
-
-func (t *pendingTx) Rollback(ctx context.Context) error {
-	t.pending = nil
-	return t.Tx.Rollback(ctx)
-}
-
-// errRow is a pgx.Row that failed before it was sent.
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
