@@ -187,7 +187,6 @@ UPDATE leads SET email = $3, first_name = $4, last_name = $5, company = $6, titl
 		nullable(l.AccountID), l.Unsubscribed, l.Version, l.UpdateTime)
 }
 
-
 // attributes are the non-personal attributes events carry.
 func attributes(l lead.Lead) *eventsv1.LeadAttributes {
 	return &eventsv1.LeadAttributes{
