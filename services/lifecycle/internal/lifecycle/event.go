@@ -37,6 +37,8 @@ type Event struct {
 	HasScore bool
 	// Reason of a rejection.
 	Reason string
+	// Journey is the key step the event adds to the lead's journey, if any.
+	Journey *JourneyStep
 }
 
 // RejectedReason is recorded when a rejection names no reason.

@@ -39,8 +39,9 @@ type Store interface {
 	// UpdateFollowing is Update without a request id, for an incoming
 	// event: a merged-away lead stands for the lead it was merged into (as
 	// Resolve says), and the mutation is fn(that lead). An erased lead is
-	// ErrLeadNotFound.
-	UpdateFollowing(ctx context.Context, workspace, lead string, fn func(current string) Mutation) (Result, error)
+	// ErrLeadNotFound. A journey step, if given, is recorded on the lead
+	// that stands for lead, with the change.
+	UpdateFollowing(ctx context.Context, workspace, lead string, step *JourneyStep, fn func(current string) Mutation) (Result, error)
 	// Lead returns the current lifecycle.
 	Lead(ctx context.Context, workspace, lead string) (Lead, error)
 	// LeadAt rebuilds the lifecycle as of an instant from the history.
@@ -142,11 +143,11 @@ func (s *Service) UpdateSettings(ctx context.Context, workspace, etag string, ch
 	})
 }
 
-// HandleEvent applies an incoming event. Events about an erased lead are
-// ignored (the result is empty); events about a merged-away lead apply to
-// its survivor, which Result.Lead is then.
+// HandleEvent applies an incoming event and records its journey step.
+// Events about an erased lead are ignored (the result is empty); events
+// about a merged-away lead apply to its survivor, which Result.Lead is then.
 func (s *Service) HandleEvent(ctx context.Context, ev Event) (Result, error) {
-	res, err := s.store.UpdateFollowing(ctx, ev.Workspace, ev.Lead, func(current string) Mutation {
+	res, err := s.store.UpdateFollowing(ctx, ev.Workspace, ev.Lead, ev.Journey, func(current string) Mutation {
 		ev.Lead = current
 		return func(cur *Lead, _ Settings) (*Lead, []Transition, error) {
 			next, steps := DecideEvent(cur, ev, s.Now())

@@ -57,12 +57,10 @@ var errNoLead = apperr.InvalidArgument("invalid event", apperr.Field("event.lead
 // in returns the service bound to the receiving transaction.
 func (h handlers) in(tx pgx.Tx) *lifecycle.Service { return h.svc.WithStore(h.store.WithTx(tx)) }
 
-// apply runs a domain event built from ev and returns the lead it applied
-// to: ev's lead or, if that was merged away, its survivor; "" if the lead
-// was erased.
-func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e lifecycle.Event) (string, error) {
+// apply runs a domain event built from ev.
+func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e lifecycle.Event) error {
 	if ev.GetLead() == "" {
-		return "", errNoLead
+		return errNoLead
 	}
 	e.Workspace, e.Lead = ev.GetWorkspace(), ev.GetLead()
 	if ev.GetOccurTime() != nil {
@@ -74,8 +72,8 @@ func (h handlers) apply(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, e li
 		EventID: ev.GetId(),
 		TraceID: traceID(ctx, ev),
 	}
-	res, err := h.in(tx).HandleEvent(ctx, e)
-	return res.Lead.ID, err
+	_, err := h.in(tx).HandleEvent(ctx, e)
+	return err
 }
 
 // traceID is the trace of the delivery (which continues the producer's), or
@@ -94,34 +92,28 @@ func traceID(ctx context.Context, ev *eventsv1.Event) string {
 
 func (h handlers) captured(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	attrs := payload.(*eventsv1.LeadCaptured).GetAttributes()
-	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{
-		Kind: lifecycle.EventCaptured, Source: attrs.GetSource(), Campaign: attrs.GetCampaign(),
-	})
-	if err != nil {
-		return err
-	}
 	desc := "captured"
 	if attrs.GetSource() != "" {
 		desc += " from " + attrs.GetSource()
 	}
-	return h.step(ctx, tx, ev, lead, lifecycle.StepCaptured, desc)
+	return h.apply(ctx, tx, ev, lifecycle.Event{
+		Kind: lifecycle.EventCaptured, Source: attrs.GetSource(), Campaign: attrs.GetCampaign(),
+		Journey: step(ctx, ev, lifecycle.StepCaptured, desc),
+	})
 }
 
-// step records a key event of the lead's journey with the trace behind it,
-// on lead, which apply resolved: events about a merged-away lead land on
-// its survivor; an erased lead ("") gets none.
-func (h handlers) step(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, lead string, kind lifecycle.StepKind, desc string) error {
-	if lead == "" {
-		return nil
-	}
+// step is a key event of the lead's journey, with the trace behind it.
+// HandleEvent records it on the lead the event applies to: events about a
+// merged-away lead land on its survivor; an erased lead gets none.
+func step(ctx context.Context, ev *eventsv1.Event, kind lifecycle.StepKind, desc string) *lifecycle.JourneyStep {
 	at := time.Now()
 	if ev.GetOccurTime() != nil {
 		at = ev.GetOccurTime().AsTime()
 	}
-	return h.store.WithTx(tx).RecordStep(ctx, ev.GetWorkspace(), lead, lifecycle.JourneyStep{
+	return &lifecycle.JourneyStep{
 		Kind: kind, Time: at, Description: desc, Source: ev.GetSource(),
 		Traceparent: ev.GetTraceparent(), TraceID: traceID(ctx, ev),
-	})
+	}
 }
 
 func (h handlers) assigned(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
@@ -133,12 +125,14 @@ func (h handlers) assigned(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p
 	if p.GetRule() != "" {
 		desc += " by rule " + p.GetRule()
 	}
-	// An assignment changes no lifecycle, so nothing resolved the lead yet.
-	lead, erased, err := h.store.WithTx(tx).Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
+	// An assignment changes no lifecycle: only its step is recorded, on the
+	// lead that stands for ev's now.
+	st := h.store.WithTx(tx)
+	lead, erased, err := st.Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
 	if err != nil || erased {
 		return err
 	}
-	return h.step(ctx, tx, ev, lead, lifecycle.StepAssigned, desc)
+	return st.RecordStep(ctx, ev.GetWorkspace(), lead, *step(ctx, ev, lifecycle.StepAssigned, desc))
 }
 
 func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
@@ -148,44 +142,38 @@ func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p
 		ev = proto.CloneOf(ev)
 		ev.OccurTime = at
 	}
-	_, err := h.apply(ctx, tx, ev, e)
-	return err
+	return h.apply(ctx, tx, ev, e)
 }
 
 func (h handlers) scored(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	p := payload.(*eventsv1.LeadScored)
-	_, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventScored, Score: p.GetTotalScore(), HasScore: true})
-	return err
+	return h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventScored, Score: p.GetTotalScore(), HasScore: true})
 }
 
 func (h handlers) qualified(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	p := payload.(*eventsv1.LeadQualified)
-	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true})
-	if err != nil {
-		return err
-	}
 	desc := fmt.Sprintf("qualified: score %d", p.GetTotalScore())
 	if p.GetReason() == eventsv1.LeadQualified_REASON_HAND_RAISER {
 		desc = "qualified: hand-raiser"
 	}
-	return h.step(ctx, tx, ev, lead, lifecycle.StepQualified, desc)
+	return h.apply(ctx, tx, ev, lifecycle.Event{
+		Kind: lifecycle.EventQualified, Score: p.GetTotalScore(), HasScore: true,
+		Journey: step(ctx, ev, lifecycle.StepQualified, desc),
+	})
 }
 
 func (h handlers) accepted(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
-	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventAccepted})
-	if err != nil {
-		return err
-	}
-	return h.step(ctx, tx, ev, lead, lifecycle.StepAccepted, "accepted by "+payload.(*eventsv1.HandoffAccepted).GetOwner())
+	owner := payload.(*eventsv1.HandoffAccepted).GetOwner()
+	return h.apply(ctx, tx, ev, lifecycle.Event{
+		Kind: lifecycle.EventAccepted, Journey: step(ctx, ev, lifecycle.StepAccepted, "accepted by "+owner),
+	})
 }
 
 func (h handlers) rejected(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {
 	reason := payload.(*eventsv1.HandoffRejected).GetReason()
-	lead, err := h.apply(ctx, tx, ev, lifecycle.Event{Kind: lifecycle.EventRejected, Reason: reason})
-	if err != nil {
-		return err
-	}
-	return h.step(ctx, tx, ev, lead, lifecycle.StepRejected, "rejected: "+reason)
+	return h.apply(ctx, tx, ev, lifecycle.Event{
+		Kind: lifecycle.EventRejected, Reason: reason, Journey: step(ctx, ev, lifecycle.StepRejected, "rejected: "+reason),
+	})
 }
 
 func (h handlers) erased(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {

@@ -11,16 +11,25 @@ import (
 	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
 )
 
-// RecordStep implements lifecycle.JourneyStore.
-func (s *Store) RecordStep(ctx context.Context, workspace, lead string, st lifecycle.JourneyStep) error {
-	const q = `
+const insertStep = `
 INSERT INTO journey_steps (workspace_id, lead_id, kind, step_time, description, source, traceparent, trace_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
-	if _, err := s.q().Exec(ctx, q, workspace, lead, string(st.Kind), st.Time, st.Description, st.Source,
-		st.Traceparent, st.TraceID); err != nil {
+
+// RecordStep implements lifecycle.JourneyStore.
+func (s *Store) RecordStep(ctx context.Context, workspace, lead string, st lifecycle.JourneyStep) error {
+	if _, err := s.q().Exec(ctx, insertStep, stepArgs(workspace, lead, st)...); err != nil {
 		return fmt.Errorf("record journey step: %w", err)
 	}
 	return nil
+}
+
+// queueStep queues RecordStep's insert on b.
+func queueStep(b *pgx.Batch, workspace, lead string, st lifecycle.JourneyStep) {
+	b.Queue(insertStep, stepArgs(workspace, lead, st)...)
+}
+
+func stepArgs(workspace, lead string, st lifecycle.JourneyStep) []any {
+	return []any{workspace, lead, string(st.Kind), st.Time, st.Description, st.Source, st.Traceparent, st.TraceID}
 }
 
 // maxJourneySteps bounds one read; a journey has a handful of key steps per

@@ -200,16 +200,20 @@ func readLead(ctx context.Context, q querier, sql string, args ...any) (*lifecyc
 // the same stage only the first is applied; the second is decided again on
 // the state the first left.
 func (s *Store) Update(ctx context.Context, workspace, lead, requestID string, fn lifecycle.Mutation) (lifecycle.Result, error) {
-	return s.update(ctx, workspace, lead, requestID, false, func(string) lifecycle.Mutation { return fn })
+	return s.update(ctx, workspace, lead, requestID, false, nil, func(string) lifecycle.Mutation { return fn })
 }
 
 // UpdateFollowing implements lifecycle.Store: Update, but a merged-away lead
 // stands for its survivor.
-func (s *Store) UpdateFollowing(ctx context.Context, workspace, lead string, fn func(current string) lifecycle.Mutation) (lifecycle.Result, error) {
-	return s.update(ctx, workspace, lead, "", true, fn)
+func (s *Store) UpdateFollowing(ctx context.Context, workspace, lead string, step *lifecycle.JourneyStep,
+	fn func(current string) lifecycle.Mutation,
+) (lifecycle.Result, error) {
+	return s.update(ctx, workspace, lead, "", true, step, fn)
 }
 
-func (s *Store) update(ctx context.Context, workspace, lead, requestID string, follow bool, fn func(current string) lifecycle.Mutation) (lifecycle.Result, error) {
+func (s *Store) update(ctx context.Context, workspace, lead, requestID string, follow bool, journey *lifecycle.JourneyStep,
+	fn func(current string) lifecycle.Mutation,
+) (lifecycle.Result, error) {
 	var res lifecycle.Result
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		res = lifecycle.Result{}
@@ -238,14 +242,22 @@ func (s *Store) update(ctx context.Context, workspace, lead, requestID string, f
 			if err != nil {
 				return err
 			}
+			b := &pgx.Batch{}
+			if journey != nil {
+				queueStep(b, workspace, locked.lead, *journey)
+			}
 			if next == nil {
 				if cur == nil {
 					return lifecycle.ErrLeadNotFound
 				}
+				if b.Len() > 0 {
+					if err := tx.SendBatch(ctx, b).Close(); err != nil {
+						return fmt.Errorf("record journey step: %w", err)
+					}
+				}
 				res.Lead = *cur
 				return nil
 			}
-			b := &pgx.Batch{}
 			if cur == nil {
 				// Alone, as the rest must not be written if it was not.
 				inserted, err := insertLead(ctx, tx, *next)
