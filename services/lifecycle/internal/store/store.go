@@ -280,12 +280,12 @@ func (s *Store) update(ctx context.Context, workspace, lead, requestID string, f
 				}
 				enter = steps[i].Time
 			}
-			// One round trip for the lead's writes, one for its events.
+			if err := s.queueMoves(ctx, tx, b, steps); err != nil {
+				return err
+			}
+			// One round trip for the lead's writes and its events.
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return fmt.Errorf("write lead: %w", err)
-			}
-			if err := s.publishMoves(ctx, tx, steps); err != nil {
-				return err
 			}
 			res.Lead, res.Steps = *next, steps
 			return nil
@@ -498,8 +498,8 @@ RETURNING id`
 	return nil
 }
 
-// publishMoves writes StageChanged for each move into the outbox.
-func (s *Store) publishMoves(ctx context.Context, tx pgx.Tx, steps []lifecycle.Transition) error {
+// queueMoves queues on b the outbox rows of a StageChanged for each move.
+func (s *Store) queueMoves(ctx context.Context, tx pgx.Tx, b *pgx.Batch, steps []lifecycle.Transition) error {
 	if len(steps) == 0 {
 		return nil
 	}
@@ -513,7 +513,7 @@ func (s *Store) publishMoves(ctx context.Context, tx pgx.Tx, steps []lifecycle.T
 			Temperature: typesv1.Temperature(t.Temperature),
 		}}
 	}
-	_, err := s.pub.PublishAll(ctx, tx, msgs)
+	_, err := s.pub.Queue(ctx, tx, b, msgs)
 	return err
 }
 
