@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -25,34 +22,6 @@ import (
 	"github.com/leadflow/leadflow/services/scoring/internal/store"
 )
 
-// statementCounter is a pgx tracer counting what a connection sends: every
-// statement (a batch's each), and round trips (a statement on its own, a
-// whole batch or a COPY each count once).
-type statementCounter struct {
-	statements, roundTrips atomic.Int64
-}
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.statements.Add(1)
-	c.roundTrips.Add(1)
-	return ctx
-}
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.roundTrips.Add(1)
-	return ctx
-}
-func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
-	c.statements.Add(1)
-}
-func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-func (c *statementCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
-	c.statements.Add(1)
-	c.roundTrips.Add(1)
-	return ctx
-}
-func (c *statementCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
-
 // BenchmarkDeliverEvents hands scoring's event sink what an import makes:
 // a LeadCaptured per lead and, for every fourth lead, an ActivityRecorded
 // right after it (every eighth a demo request, which qualifies the lead),
@@ -64,18 +33,8 @@ func BenchmarkDeliverEvents(b *testing.B) {
 		leads = 400
 	}
 	ctx := context.Background()
-	url := pgtest.NewURL(b, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	counter := &statementCounter{}
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
+	counter := &pgtest.RoundTrips{}
+	pool := pgtest.NewCountingPool(b, counter, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
 	svc := scoring.NewService(st)
 	sink := outbox.NewSinkServer(pool, server.Handlers(svc, st))
@@ -154,15 +113,15 @@ SELECT 'acme', 'old-act-' || i, 'old-' || lpad(i::text, 8, '0'), 1, 'https://acm
 	for round := range b.N {
 		b.StopTimer()
 		evs := events(round)
-		s0, r0 := counter.statements.Load(), counter.roundTrips.Load()
+		s0, r0 := counter.Statements.Load(), counter.Trips.Load()
 		start := time.Now()
 		b.StartTimer()
 		deliver(evs)
 		b.StopTimer()
 		elapsed += time.Since(start)
 		total += int64(len(evs))
-		statements += counter.statements.Load() - s0
-		roundTrips += counter.roundTrips.Load() - r0
+		statements += counter.Statements.Load() - s0
+		roundTrips += counter.Trips.Load() - r0
 		b.StartTimer()
 	}
 	slices.Sort(calls)
