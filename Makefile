@@ -83,6 +83,19 @@ browser-deps: ## Install Debian's Chromium for the browser test when it can; say
 test: check-generated vet browser-deps ## Run every module's tests with -race against a throwaway PostgreSQL.
 	go test $(GO_TEST_FLAGS) $(MODULES)
 
+# Each benchmark at its default size; BENCHMARKS.md says what they measure
+# and how to run them bigger. They compare with baselines measured in the
+# same run, since this kind of machine is shared and noisy.
+.PHONY: bench
+bench: ## Run every benchmark once at its default size (about 10 minutes).
+	go test -run '^$$' -bench 'ImportLeads|ReimportLeads' -benchtime 5x ./services/ingestion/internal/server/
+	go test -run '^$$' -bench ApplyActivity -cpu 1 ./services/scoring/internal/scoring/
+	go test -run '^$$' -bench Rescore -benchtime 2x ./services/scoring/internal/store/
+	go test -run '^$$' -bench DeliverEvents -benchtime 1x ./services/scoring/internal/server/
+	go test -run '^$$' -bench DeliverEvents -benchtime 200x ./services/lifecycle/internal/sink/
+	go test -run '^$$' -bench FunnelReport -benchtime 3x ./services/lifecycle/internal/store/
+	go test -run '^$$' -bench ImportThroughThePipeline -benchtime 1x ./cmd/leadflow/internal/e2e/
+
 # --- run ---------------------------------------------------------------------
 
 .PHONY: run
