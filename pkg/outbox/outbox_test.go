@@ -649,3 +649,31 @@ func TestQueueRidesOnTheCallersBatch(t *testing.T) {
 		t.Fatalf("delivered %d events, want 42", len(sink.events()))
 	}
 }
+
+func TestRelayBatchesAtMost500EventsPerCall(t *testing.T) {
+	pool := newPool(t)
+	msgs := make([]outbox.Message, 600)
+	for i := range msgs {
+		msgs[i] = outbox.Message{Workspace: "acme", Lead: fmt.Sprintf("lead-%d", i), Payload: &eventsv1.LeadErased{}}
+	}
+	if err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		_, err := newPublisher().PublishAll(t.Context(), tx, msgs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	scoring := &batchRecorder{recorder: newRecorder()}
+	scoring.accepted = make(chan struct{}, len(msgs))
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": scoring}, outbox.RelayOptions{BatchSize: 600})
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 600 {
+		t.Fatalf("claimed %d events (err %v), want 600", n, err)
+	}
+	var sizes []int
+	for _, b := range scoring.batches {
+		sizes = append(sizes, len(b))
+	}
+	slices.Sort(sizes)
+	if fmt.Sprint(sizes) != "[100 500]" || len(scoring.events()) != 600 {
+		t.Fatalf("batch sizes %v, %d events; want calls of 500 and 100 carrying all 600", sizes, len(scoring.events()))
+	}
+}

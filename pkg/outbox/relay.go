@@ -240,6 +240,10 @@ func (r *Relay) lease() time.Duration {
 	return time.Duration(rounds)*r.opts.DeliverTimeout + 30*time.Second
 }
 
+// maxBatchEvents is the most events one DeliverEvents call may carry (the
+// request's validation rule says the same).
+const maxBatchEvents = 500
+
 // delivery is one event owed to one subscriber in a pass.
 type delivery struct {
 	ev  *eventsv1.Event
@@ -276,27 +280,29 @@ func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 		})
 	}
 	var batched sync.WaitGroup
-	for sub, ds := range bySubscriber {
+	for sub, all := range bySubscriber {
 		bs, ok := r.sinks[sub].(BatchSink)
-		if !ok || len(ds) == 1 {
-			for _, d := range ds {
+		if !ok || len(all) == 1 {
+			for _, d := range all {
 				one(sub, d)
 			}
 			continue
 		}
-		sem <- struct{}{}
-		batched.Go(func() {
-			err := r.deliverBatch(ctx, bs, sub, ds)
-			<-sem
-			if err == nil {
-				return
-			}
-			r.opts.Logger.Warn("outbox batch delivery failed; delivering one by one",
-				"subscriber", sub, "events", len(ds), "error", err)
-			for _, d := range ds {
-				one(sub, d)
-			}
-		})
+		for ds := range slices.Chunk(all, maxBatchEvents) {
+			sem <- struct{}{}
+			batched.Go(func() {
+				err := r.deliverBatch(ctx, bs, sub, ds)
+				<-sem
+				if err == nil {
+					return
+				}
+				r.opts.Logger.Warn("outbox batch delivery failed; delivering one by one",
+					"subscriber", sub, "events", len(ds), "error", err)
+				for _, d := range ds {
+					one(sub, d)
+				}
+			})
+		}
 	}
 	batched.Wait()
 	wg.Wait()
