@@ -78,8 +78,9 @@ func (s *Store) Capture(ctx context.Context, ws string, caps []lead.Capture) ([]
 // when the email has one already, locks it (or the survivor a merged lead
 // points to). Emails are assumed new at first, bar those of merged leads:
 // most captures bring new people, and an insert that hits an existing or
-// concurrently inserted lead is cheap to redo as a lock and an update. Then every capture is applied in input order, its history, consent
-// and activity are written, and the events are published.
+// concurrently inserted lead is cheap to redo as a lock and an update. Then
+// every capture is applied in input order, its history, consent and activity
+// are written, and the events are published.
 func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.Capture) ([]lead.Outcome, error) {
 	now := s.now()
 	byEmail := map[string][]int{}
