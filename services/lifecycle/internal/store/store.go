@@ -416,10 +416,16 @@ func leadArgs(l lifecycle.Lead) ([]any, error) {
 	}, nil
 }
 
-// insertLead reports false when the lead exists already.
+// insertLead reports false when the lead exists already or is gone.
 func insertLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) (bool, error) {
+	// Not for a lead that is gone: an erasure or merge that committed while
+	// this transaction waited for the lead's lock left a tombstone that the
+	// lock's statement could not see, but this one, started later, does.
 	const q = `INSERT INTO leads (` + leadColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+SELECT $1::text, $2::text, $3::stage, $4::stage, $5::text, $6::timestamptz, $7::integer, $8::bigint,
+       $9::jsonb, $10::bigint, $11::timestamptz, $12::timestamptz, $13::text, $14::text,
+       $15::timestamptz, $16::timestamptz
+ WHERE NOT EXISTS (SELECT FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2)
 ON CONFLICT (workspace_id, lead_id) DO NOTHING`
 	args, err := leadArgs(l)
 	if err != nil {
