@@ -80,9 +80,9 @@ type Store interface {
 	// LockOrCreateLead returns the lead locked, creating it when missing.
 	LockOrCreateLead(ctx context.Context, workspace, id string, at time.Time) (Lead, error)
 	// OpenLead is what an event handler reads first, in one round trip:
-	// the lead's tombstone, then the lead locked (created when missing),
-	// and after the lock whatever else r asks for. The Store must be in a
-	// transaction.
+	// the lead's turn (HoldLead), its tombstone, then the lead locked
+	// (created when missing), and after the lock whatever else r asks for.
+	// The Store must be in a transaction.
 	OpenLead(ctx context.Context, r OpenLeadRequest) (OpenedLead, error)
 	SaveLead(ctx context.Context, l Lead) error
 	// SaveScored stores a locked lead whole, as SaveLead, with its
@@ -90,6 +90,10 @@ type Store interface {
 	// it can. The Store must be in a transaction.
 	SaveScored(ctx context.Context, l Lead, c *Crossing, events []proto.Message) error
 	DeleteLead(ctx context.Context, workspace, id string) error
+	// HoldLead waits for the lead's turn and keeps it until the transaction
+	// ends: erasing or merging a lead and handling an event about it take
+	// turns, so an event that waited for an erasure sees its tombstone.
+	HoldLead(ctx context.Context, workspace, id string) error
 	ListLeads(ctx context.Context, workspace string, f LeadFilter, after *LeadCursor, limit int) ([]Lead, error)
 	// LeadIDsAfter returns up to limit lead ids greater than after, in order.
 	LeadIDsAfter(ctx context.Context, workspace, after string, limit int) ([]string, error)
@@ -708,6 +712,9 @@ func (s *Service) RecordActivity(ctx context.Context, tx Store, ws, leadID strin
 
 // EraseLead removes everything scoring holds about a lead.
 func (s *Service) EraseLead(ctx context.Context, tx Store, ws, leadID string) error {
+	if err := tx.HoldLead(ctx, ws, leadID); err != nil {
+		return err
+	}
 	if err := tx.DeleteLead(ctx, ws, leadID); err != nil {
 		return err
 	}
@@ -717,6 +724,9 @@ func (s *Service) EraseLead(ctx context.Context, tx Store, ws, leadID string) er
 // MergeLead moves the loser's activities to the survivor and rescores it.
 // The survivor keeps its own facts, qualification and outcome.
 func (s *Service) MergeLead(ctx context.Context, tx Store, ws, loser, survivor string) error {
+	if err := tx.HoldLead(ctx, ws, loser); err != nil {
+		return err
+	}
 	survivor, ok, err := resolveLead(ctx, tx, ws, survivor)
 	if err != nil || !ok || survivor == loser {
 		return err
