@@ -233,50 +233,57 @@ func TestConcurrentEventsCreateALeadOnce(t *testing.T) {
 }
 
 // TestEventWaitingOnAnErasureDoesNotRecreateTheLead: an event about a lead
-// whose erasure is under way waits for the lead's lock; when the erasure
-// commits, the event must find the lead gone, not make a new one.
+// whose erasure is under way waits for it; when the erasure commits, the
+// event must find the lead gone, not make a new one. That holds whether or
+// not lifecycle had a row for the lead to wait on.
 func TestEventWaitingOnAnErasureDoesNotRecreateTheLead(t *testing.T) {
-	f := newFixture(t)
-	const lead = "lead-erased-meanwhile"
-	f.deliver(t, event(t, "acme", lead, "ingestion", &eventsv1.LeadCaptured{}))
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprintf("known lead %v", known), func(t *testing.T) {
+			f := newFixture(t)
+			const lead = "lead-erased-meanwhile"
+			if known {
+				f.deliver(t, event(t, "acme", lead, "ingestion", &eventsv1.LeadCaptured{}))
+			}
 
-	st := store.New(f.pool, store.NewPublisher("lifecycle", "handoff"))
-	tx, err := f.pool.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(t.Context()) //nolint:errcheck // committed below
-	if err := st.WithTx(tx).Erase(t.Context(), "acme", lead); err != nil {
-		t.Fatal(err)
-	}
+			st := store.New(f.pool, store.NewPublisher("lifecycle", "handoff"))
+			tx, err := f.pool.Begin(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(t.Context()) //nolint:errcheck // committed below
+			if err := st.WithTx(tx).Erase(t.Context(), "acme", lead); err != nil {
+				t.Fatal(err)
+			}
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := f.sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: []*eventsv1.Event{
-			event(t, "acme", lead, "scoring", &eventsv1.LeadScored{TotalScore: 10}),
-		}})
-		done <- err
-	}()
-	// Wait until the event's transaction waits for the erasure's lock.
-	deadline := time.Now().Add(30 * time.Second)
-	for f.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the event never waited for the erasure")
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the event was handled without waiting for the erasure (err %v)", err)
-		default:
-		}
-		runtime.Gosched()
-	}
-	if err := tx.Commit(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("deliver: %v", err)
-	}
-	if n := f.count(t, `SELECT count(*) FROM leads WHERE lead_id = $1`, lead); n != 0 {
-		t.Fatalf("%d lifecycle rows for the erased lead, want 0", n)
+			done := make(chan error, 1)
+			go func() {
+				_, err := f.sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: []*eventsv1.Event{
+					event(t, "acme", lead, "ingestion", &eventsv1.LeadCaptured{}),
+				}})
+				done <- err
+			}()
+			// Wait until the event's transaction waits for the erasure's.
+			deadline := time.Now().Add(30 * time.Second)
+			for f.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the event never waited for the erasure")
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("the event was handled without waiting for the erasure (err %v)", err)
+				default:
+				}
+				runtime.Gosched()
+			}
+			if err := tx.Commit(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("deliver: %v", err)
+			}
+			if n := f.count(t, `SELECT count(*) FROM leads WHERE lead_id = $1`, lead); n != 0 {
+				t.Fatalf("%d lifecycle rows for the erased lead, want 0", n)
+			}
+		})
 	}
 }

@@ -37,6 +37,9 @@ func (s *Store) Resolve(ctx context.Context, workspace, lead string) (string, bo
 // recreating the lead.
 func (s *Store) Erase(ctx context.Context, workspace, lead string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, holdLead, workspace, lead); err != nil {
+			return fmt.Errorf("hold lead: %w", err)
+		}
 		if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
 			return err
 		}
@@ -64,6 +67,11 @@ ON CONFLICT (workspace_id, lead_id) DO UPDATE SET survivor_id = NULL, gone_time 
 //     reach the survivor.
 func (s *Store) Merge(ctx context.Context, workspace, loser, survivor string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
+		// The loser's turn first: an event about it that waited for this
+		// merge then finds it gone and follows it to the survivor.
+		if _, err := tx.Exec(ctx, holdLead, workspace, loser); err != nil {
+			return fmt.Errorf("hold lead: %w", err)
+		}
 		// Lock both rows in a fixed order, so two merges cannot deadlock.
 		const lock = `SELECT lead_id FROM leads WHERE workspace_id = $1 AND lead_id IN ($2, $3) ORDER BY lead_id FOR UPDATE`
 		rows, err := tx.Query(ctx, lock, workspace, loser, survivor)
