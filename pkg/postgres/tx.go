@@ -90,3 +90,10 @@ func wait(ctx context.Context, attempt int) error {
 		return nil
 	}
 }
+
+// LockKey is a statement taking a transaction advisory lock on the key
+// ($1, $2), a workspace and an id say, held until the transaction ends. Two
+// transactions that run it for one key take turns; its own statements after
+// it (queued in the same batch or not) see what the other committed. Run it
+// with Exec or queue it on a pgx.Batch.
+const LockKey = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`

@@ -38,13 +38,10 @@ func unmarshalFacts(b []byte) (*handoffv1.RoutingLead, error) {
 	return f, nil
 }
 
-// leadLock serialises erasing a lead and handling events about it: both
-// take it first, until their transaction ends. Without it, an event that
+// LockLead implements handoff.Tx. It and EraseLead take turns on the lead's
+// key (postgres.LockKey), both first thing. Without that, an event that
 // waited for an erasure in progress could not see it (its first statement
 // began before the erasure committed) and would put the lead back.
-const leadLock = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
-
-// LockLead implements handoff.Tx.
 func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.LeadCopy, bool, error) {
 	if s.tx == nil {
 		return handoff.LeadCopy{}, false, errors.New("lock lead outside a transaction")
@@ -54,7 +51,7 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	const erasedQ = `SELECT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)`
 	var erased bool
 	b := &pgx.Batch{}
-	b.Queue(leadLock, workspace, id)
+	b.Queue(postgres.LockKey, workspace, id)
 	b.Queue(erasedQ, workspace, id).QueryRow(func(row pgx.Row) error { return row.Scan(&erased) })
 	if err := s.tx.SendBatch(ctx, b).Close(); err != nil || erased {
 		return handoff.LeadCopy{}, erased, err
@@ -103,7 +100,7 @@ func (s *Store) LeadOrigin(ctx context.Context, workspace, id string) (string, e
 // breaches and webhook deliveries (ON DELETE CASCADE).
 func (s *Store) EraseLead(ctx context.Context, workspace, id string, at time.Time) error {
 	b := &pgx.Batch{}
-	b.Queue(leadLock, workspace, id)
+	b.Queue(postgres.LockKey, workspace, id)
 	b.Queue(`DELETE FROM handoffs WHERE workspace_id = $1 AND lead_id = $2`, workspace, id)
 	b.Queue(`DELETE FROM leads WHERE workspace_id = $1 AND id = $2`, workspace, id)
 	b.Queue(`INSERT INTO erased_leads (workspace_id, id, erase_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,

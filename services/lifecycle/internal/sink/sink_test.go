@@ -3,12 +3,10 @@ package sink_test
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -263,18 +261,7 @@ func TestEventWaitingOnAnErasureDoesNotRecreateTheLead(t *testing.T) {
 				done <- err
 			}()
 			// Wait until the event's transaction waits for the erasure's.
-			deadline := time.Now().Add(30 * time.Second)
-			for f.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the event never waited for the erasure")
-				}
-				select {
-				case err := <-done:
-					t.Fatalf("the event was handled without waiting for the erasure (err %v)", err)
-				default:
-				}
-				runtime.Gosched()
-			}
+			pgtest.AwaitLockWait(t, f.pool, done)
 			if err := tx.Commit(t.Context()); err != nil {
 				t.Fatal(err)
 			}

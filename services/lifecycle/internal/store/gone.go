@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/leadflow/leadflow/pkg/postgres"
 )
 
 // maxMergeChain bounds how many merges Resolve follows (a lead merged into
@@ -37,7 +39,7 @@ func (s *Store) Resolve(ctx context.Context, workspace, lead string) (string, bo
 // recreating the lead.
 func (s *Store) Erase(ctx context.Context, workspace, lead string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, holdLead, workspace, lead); err != nil {
+		if _, err := tx.Exec(ctx, postgres.LockKey, workspace, lead); err != nil {
 			return fmt.Errorf("hold lead: %w", err)
 		}
 		if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
@@ -69,7 +71,7 @@ func (s *Store) Merge(ctx context.Context, workspace, loser, survivor string) er
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		// The loser's turn first: an event about it that waited for this
 		// merge then finds it gone and follows it to the survivor.
-		if _, err := tx.Exec(ctx, holdLead, workspace, loser); err != nil {
+		if _, err := tx.Exec(ctx, postgres.LockKey, workspace, loser); err != nil {
 			return fmt.Errorf("hold lead: %w", err)
 		}
 		// Lock both rows in a fixed order, so two merges cannot deadlock.

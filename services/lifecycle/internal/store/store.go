@@ -351,12 +351,9 @@ func (r lockRow) lead() (*lifecycle.Lead, error) {
 // An erased lead, or a merged-away one when follow is unset, is gone.
 //
 // Merges are followed as Resolve does, at most maxMergeChain of them.
-// holdLead takes a lead's turn, a transaction advisory lock on its key:
-// erasing or merging a lead and changing it take turns, so a change that
-// waited for an erasure reads after it and finds the lead gone, even when
-// the lead had no row to wait on.
-const holdLead = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
-
+// Erasing or merging a lead and changing it take turns on the lead's key
+// (postgres.LockKey), so a change that waited for an erasure reads after it
+// and finds the lead gone, even when the lead had no row to wait on.
 func lockLead(ctx context.Context, tx pgx.Tx, workspace, lead string, follow bool) (locked, error) {
 	// $3: follow merges; $4: how many. The lead's row is locked only when
 	// it is the one to change, so an event never waits on a lead it does
@@ -382,10 +379,10 @@ SELECT t.depth, t.lead_id AS target,
      WHERE workspace_id = $1 AND lead_id = t.lead_id AND (t.depth = 0 OR $3 AND t.depth < $4)
        FOR UPDATE
   ) l ON true`
-	// The lead's turn first (see holdLead), in the same round trip.
+	// The lead's turn first (see postgres.LockKey), in the same round trip.
 	var r lockRow
 	b := &pgx.Batch{}
-	b.Queue(holdLead, workspace, lead)
+	b.Queue(postgres.LockKey, workspace, lead)
 	b.Queue(q, workspace, lead, follow, maxMergeChain).Query(func(rows pgx.Rows) error {
 		var err error
 		r, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[lockRow])

@@ -2,14 +2,13 @@ package server_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
-	"time"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	"github.com/leadflow/leadflow/pkg/grpctest"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/pgtest"
 	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
 	"github.com/leadflow/leadflow/services/scoring/internal/server"
 	"github.com/leadflow/leadflow/services/scoring/internal/store"
@@ -48,18 +47,7 @@ func TestEventWaitingOnAnErasureDoesNotRecreateTheLead(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the event's transaction waits for the erasure's.
-	deadline := time.Now().Add(30 * time.Second)
-	for count(t, f, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the event never waited for the erasure")
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the event was handled without waiting for the erasure (err %v)", err)
-		default:
-		}
-		runtime.Gosched()
-	}
+	pgtest.AwaitLockWait(t, f.pool, done)
 	close(release)
 	if err := <-erased; err != nil {
 		t.Fatalf("erase: %v", err)

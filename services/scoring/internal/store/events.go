@@ -18,15 +18,12 @@ import (
 // events in one transaction and their handlers run one after another, so
 // each round trip to the server is paid a hundred times per call.
 
-// qHoldLead takes a lead's turn: a transaction advisory lock on its key.
-const qHoldLead = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
-
 // HoldLead implements scoring.Store.
 func (s *Store) HoldLead(ctx context.Context, workspace, id string) error {
 	if s.tx == nil {
 		return errors.New("hold lead outside a transaction")
 	}
-	_, err := s.tx.Exec(ctx, qHoldLead, workspace, id)
+	_, err := s.tx.Exec(ctx, postgres.LockKey, workspace, id)
 	return err
 }
 
@@ -40,7 +37,7 @@ func (s *Store) OpenLead(ctx context.Context, r scoring.OpenLeadRequest) (scorin
 	}
 	var out scoring.OpenedLead
 	b := &pgx.Batch{}
-	b.Queue(qHoldLead, r.Workspace, r.Lead)
+	b.Queue(postgres.LockKey, r.Workspace, r.Lead)
 	if r.FollowTombstones {
 		const qTombstone = `SELECT survivor_id FROM lead_tombstones WHERE workspace_id = $1 AND lead_id = $2`
 		b.Queue(qTombstone, r.Workspace, r.Lead).QueryRow(func(row pgx.Row) error {
