@@ -43,6 +43,16 @@ ON CONFLICT (event_id) DO NOTHING`
 // before (an event twice in evs counts once). duplicate says, per event,
 // whether handle skipped it. Event ids must be UUIDs.
 func ReceiveAll(ctx context.Context, pool *pgxpool.Pool, evs []*eventsv1.Event, handle func(tx pgx.Tx, i int) error) (duplicate []bool, err error) {
+	return receiveAll(ctx, pool, evs, nil, func(_ context.Context, tx pgx.Tx, i int) error { return handle(tx, i) })
+}
+
+// receiveAll is ReceiveAll with a scope that, given the indices of the fresh
+// events, prepares their handling and returns the context handle runs in
+// and a flush to call after the last one (nil for none).
+func receiveAll(ctx context.Context, pool *pgxpool.Pool, evs []*eventsv1.Event,
+	scope func(ctx context.Context, tx pgx.Tx, fresh []int) (context.Context, func(context.Context) error, error),
+	handle func(ctx context.Context, tx pgx.Tx, i int) error,
+) (duplicate []bool, err error) {
 	ids := make([][16]byte, len(evs))
 	workspaces, types := make([]string, len(evs)), make([]string, len(evs))
 	for i, ev := range evs {
@@ -71,20 +81,44 @@ RETURNING event_id`
 			isNew[id] = true
 		}
 		duplicate = make([]bool, len(evs))
+		var todo []int
 		for i, id := range ids {
 			duplicate[i] = !isNew[id]
 			delete(isNew, id) // a second copy of the event is a duplicate
-			if duplicate[i] {
-				continue
+			if !duplicate[i] {
+				todo = append(todo, i)
 			}
-			if err := handle(tx, i); err != nil {
+		}
+		hctx, flush := ctx, func(context.Context) error { return nil }
+		if scope != nil && len(todo) > 0 {
+			var f func(context.Context) error
+			if hctx, f, err = scope(ctx, tx, todo); err != nil {
+				return err
+			}
+			if f != nil {
+				flush = f
+			}
+		}
+		for _, i := range todo {
+			if err := handle(hctx, tx, i); err != nil {
 				return err
 			}
 		}
-		return nil
+		return flush(hctx)
 	})
 	return duplicate, err
 }
+
+// BatchScope prepares the handling of the fresh events of one
+// DeliverEvents call, in the receiving transaction, before any of their
+// handlers runs: a receiver can lock and read all that the events touch in
+// one round trip, let its handlers queue their writes, and send them all in
+// flush, after the last handler. Handlers run in the returned context (with
+// each event's trace added). A nil flush means no batch handling: the
+// handlers do their own reads and writes, as for DeliverEvent. An error
+// from either fails the call, and the relay then delivers the events one by
+// one, outside any scope.
+type BatchScope func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error)
 
 // Handler applies one event inside the receiving transaction. payload is the
 // unpacked Event.payload.
@@ -98,6 +132,7 @@ type SinkServer struct {
 	eventsv1.UnimplementedEventSinkServiceServer
 	pool     *pgxpool.Pool
 	handlers map[string]Handler
+	scope    BatchScope
 	tracer   trace.Tracer
 }
 
@@ -105,6 +140,13 @@ type SinkServer struct {
 // message name.
 func NewSinkServer(pool *pgxpool.Pool, handlers map[string]Handler) *SinkServer {
 	return &SinkServer{pool: pool, handlers: handlers, tracer: otel.Tracer(tracerName)}
+}
+
+// WithBatchScope has DeliverEvents prepare each call's events with scope;
+// it returns s.
+func (s *SinkServer) WithBatchScope(scope BatchScope) *SinkServer {
+	s.scope = scope
+	return s
 }
 
 // On is a convenience to key a handler by its payload prototype.
@@ -153,8 +195,9 @@ func (s *SinkServer) DeliverEvent(ctx context.Context, req *eventsv1.DeliverEven
 // DeliverEvents implements eventsv1.EventSinkServiceServer: the events are
 // handled in one transaction, each under a span that continues the trace of
 // the request that caused it (the call itself belongs to the relay's pass,
-// not to any one lead). A malformed event refuses the whole call; the relay
-// then delivers the events one by one.
+// not to any one lead). With a BatchScope, the fresh events that have a
+// handler are prepared together first. A malformed event refuses the whole
+// call; the relay then delivers the events one by one.
 func (s *SinkServer) DeliverEvents(ctx context.Context, req *eventsv1.DeliverEventsRequest) (*eventsv1.DeliverEventsResponse, error) {
 	evs := req.GetEvents()
 	handlers := make([]Handler, len(evs))
@@ -165,7 +208,22 @@ func (s *SinkServer) DeliverEvents(ctx context.Context, req *eventsv1.DeliverEve
 			return nil, err
 		}
 	}
-	dup, err := ReceiveAll(ctx, s.pool, evs, func(tx pgx.Tx, i int) error {
+	var scope func(context.Context, pgx.Tx, []int) (context.Context, func(context.Context) error, error)
+	if s.scope != nil {
+		scope = func(ctx context.Context, tx pgx.Tx, fresh []int) (context.Context, func(context.Context) error, error) {
+			var handled []*eventsv1.Event
+			for _, i := range fresh {
+				if handlers[i] != nil {
+					handled = append(handled, evs[i])
+				}
+			}
+			if len(handled) == 0 {
+				return ctx, nil, nil
+			}
+			return s.scope(ctx, tx, handled)
+		}
+	}
+	dup, err := receiveAll(ctx, s.pool, evs, scope, func(ctx context.Context, tx pgx.Tx, i int) error {
 		if handlers[i] == nil {
 			return nil
 		}

@@ -232,3 +232,84 @@ func TestDeliverEventsContinuesEachEventsTrace(t *testing.T) {
 		}
 	}
 }
+
+// scopeKey carries a BatchScope's queued writes to the handlers.
+type scopeKey struct{}
+
+func TestDeliverEventsBatchScope(t *testing.T) {
+	pool := newPool(t)
+	erasedType, h := outbox.On(&eventsv1.LeadErased{}, func(ctx context.Context, _ pgx.Tx, ev *eventsv1.Event, _ proto.Message) error {
+		// Queue the write for the scope's flush instead of making it.
+		queued := ctx.Value(scopeKey{}).(*[]string)
+		*queued = append(*queued, ev.GetLead())
+		return nil
+	})
+	var scoped [][]string
+	flushErr := error(nil)
+	sink := outbox.NewSinkServer(pool, map[string]outbox.Handler{erasedType: h}).WithBatchScope(
+		func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error) {
+			var leads []string
+			for _, ev := range evs {
+				leads = append(leads, ev.GetLead())
+			}
+			scoped = append(scoped, leads)
+			queued := &[]string{}
+			flush := func(ctx context.Context) error {
+				if flushErr != nil {
+					return flushErr
+				}
+				_, err := tx.Exec(ctx, `INSERT INTO things (id) SELECT unnest($1::text[])`, *queued)
+				return err
+			}
+			return context.WithValue(ctx, scopeKey{}, queued), flush, nil
+		})
+	erased := func(lead string) *eventsv1.Event {
+		ev := event(t, &eventsv1.LeadErased{})
+		ev.Lead = lead
+		return ev
+	}
+	things := func() []string {
+		rows, err := pool.Query(t.Context(), `SELECT id FROM things ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+
+	first, second := erased("lead-1"), erased("lead-2")
+	if _, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: []*eventsv1.Event{first}}); err != nil {
+		t.Fatal(err)
+	}
+	// The scope sees only fresh events that have a handler: not the
+	// redelivered one, nor the one nobody handles.
+	evs := []*eventsv1.Event{first, second, event(t, &eventsv1.LeadScored{})}
+	if _, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(scoped) != "[[lead-1] [lead-2]]" {
+		t.Fatalf("scopes saw %v, want [[lead-1] [lead-2]]", scoped)
+	}
+	if got := things(); fmt.Sprint(got) != "[lead-1 lead-2]" {
+		t.Fatalf("flushed %v, want lead-1 and lead-2", got)
+	}
+
+	// A failing flush fails the call and records nothing: the relay will
+	// deliver again.
+	flushErr = status.Error(codes.Unavailable, "try later")
+	third := erased("lead-3")
+	if _, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: []*eventsv1.Event{third}}); err == nil {
+		t.Fatal("the flush's error was lost")
+	}
+	flushErr = nil
+	resp, err := sink.DeliverEvents(t.Context(), &eventsv1.DeliverEventsRequest{Events: []*eventsv1.Event{third}})
+	if err != nil || resp.GetDuplicate()[0] {
+		t.Fatalf("redelivery after a failed flush: duplicate %v, err %v", resp.GetDuplicate(), err)
+	}
+	if got := things(); fmt.Sprint(got) != "[lead-1 lead-2 lead-3]" {
+		t.Fatalf("flushed %v, want lead-1 to lead-3", got)
+	}
+}
