@@ -30,7 +30,7 @@ func main() {
 			st := store.New(rt.Pool, store.NewPublisher(service.Lifecycle, service.Handoff, service.Scoring))
 			svc := lifecycle.NewService(st)
 			lifecyclev1.RegisterLifecycleServiceServer(rt.Server, server.New(svc))
-			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, sink.Handlers(svc, st)))
+			eventsv1.RegisterEventSinkServiceServer(rt.Server, sink.NewServer(rt.Pool, svc, st))
 			if err := store.Instrument(rt.Pool); err != nil {
 				return err
 			}

@@ -70,7 +70,7 @@ func newFixture(t *testing.T) fixture {
 		},
 		Register: func(s *grpcserver.Server) {
 			lifecyclev1.RegisterLifecycleServiceServer(s, server.New(svc))
-			eventsv1.RegisterEventSinkServiceServer(s, outbox.NewSinkServer(pool, sink.Handlers(svc, st)))
+			eventsv1.RegisterEventSinkServiceServer(s, sink.NewServer(pool, svc, st))
 		},
 	})
 	return fixture{

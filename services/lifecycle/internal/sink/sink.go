@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
@@ -22,6 +23,12 @@ import (
 	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
 	"github.com/leadflow/leadflow/services/lifecycle/internal/store"
 )
+
+// NewServer returns lifecycle's event sink: Handlers, with the events of
+// one delivery handled together (Scope).
+func NewServer(pool *pgxpool.Pool, svc *lifecycle.Service, st *store.Store) *outbox.SinkServer {
+	return outbox.NewSinkServer(pool, Handlers(svc, st)).WithBatchScope(Scope(st))
+}
 
 // Handlers returns the event handlers for outbox.NewSinkServer.
 func Handlers(svc *lifecycle.Service, st *store.Store) map[string]outbox.Handler {
@@ -45,6 +52,37 @@ func Handlers(svc *lifecycle.Service, st *store.Store) map[string]outbox.Handler
 		m[k] = fn
 	}
 	return m
+}
+
+// inUnit are the event types whose handlers only move a lead along its
+// lifecycle or add to its journey, through the store's UpdateFollowing and
+// RecordStepFollowing, and so can share a store unit. Erasures and merges
+// rewrite a lead's history and go one by one.
+var inUnit = map[string]bool{}
+
+func init() {
+	for _, p := range []proto.Message{
+		&eventsv1.LeadCaptured{}, &eventsv1.ActivityRecorded{}, &eventsv1.LeadScored{}, &eventsv1.LeadQualified{},
+		&eventsv1.HandoffAssigned{}, &eventsv1.HandoffAccepted{}, &eventsv1.HandoffRejected{},
+	} {
+		inUnit[string(p.ProtoReflect().Descriptor().FullName())] = true
+	}
+}
+
+// Scope is the sink's outbox.BatchScope: when every event of a delivery
+// can share a store unit, their leads are locked and read in one round trip
+// and their writes sent in one more (store.BeginUnit).
+func Scope(st *store.Store) outbox.BatchScope {
+	return func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error) {
+		leads := make([]store.LeadRef, 0, len(evs))
+		for _, ev := range evs {
+			if !inUnit[ev.GetType()] || ev.GetLead() == "" {
+				return ctx, nil, nil
+			}
+			leads = append(leads, store.LeadRef{Workspace: ev.GetWorkspace(), Lead: ev.GetLead()})
+		}
+		return st.WithTx(tx).BeginUnit(ctx, leads)
+	}
 }
 
 type handlers struct {
@@ -127,12 +165,7 @@ func (h handlers) assigned(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, p
 	}
 	// An assignment changes no lifecycle: only its step is recorded, on the
 	// lead that stands for ev's now.
-	st := h.store.WithTx(tx)
-	lead, erased, err := st.Resolve(ctx, ev.GetWorkspace(), ev.GetLead())
-	if err != nil || erased {
-		return err
-	}
-	return st.RecordStep(ctx, ev.GetWorkspace(), lead, *step(ctx, ev, lifecycle.StepAssigned, desc))
+	return h.store.WithTx(tx).RecordStepFollowing(ctx, ev.GetWorkspace(), ev.GetLead(), *step(ctx, ev, lifecycle.StepAssigned, desc))
 }
 
 func (h handlers) activity(ctx context.Context, tx pgx.Tx, ev *eventsv1.Event, payload proto.Message) error {

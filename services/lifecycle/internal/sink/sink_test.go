@@ -51,7 +51,7 @@ func newFixture(t *testing.T) fixture {
 	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, store.NewPublisher("lifecycle", "handoff"))
 	svc := lifecycle.NewService(st)
-	return fixture{pool: pool, svc: svc, sink: outbox.NewSinkServer(pool, sink.Handlers(svc, st))}
+	return fixture{pool: pool, svc: svc, sink: sink.NewServer(pool, svc, st)}
 }
 
 // deliver hands evs to the sink in one batch, as a relay does.
@@ -273,4 +273,97 @@ func TestEventWaitingOnAnErasureDoesNotRecreateTheLead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A delivery's events handled together in a store unit leave exactly what
+// handling them one by one leaves: the same lifecycles, moves, journeys,
+// funnel counts and events, for new, known, merged-away and erased leads
+// and for several events about one lead in a call.
+func TestEventsInAUnitLeaveWhatOneByOneLeaves(t *testing.T) {
+	setup := []*eventsv1.Event{
+		event(t, "acme", "known", "ingestion", captured),
+		event(t, "acme", "merged", "ingestion", captured),
+		event(t, "acme", "merged", "ingestion", &eventsv1.LeadMerged{SurvivorLead: "known"}),
+		event(t, "acme", "erased", "ingestion", captured),
+		event(t, "acme", "erased", "ingestion", &eventsv1.LeadErased{}),
+	}
+	accepted := &eventsv1.HandoffAccepted{Owner: "owners/bert"}
+	batch := []*eventsv1.Event{
+		event(t, "acme", "new", "ingestion", captured),
+		event(t, "acme", "new", "scoring", &eventsv1.LeadScored{TotalScore: 40}),
+		event(t, "acme", "new", "scoring", qualified),
+		event(t, "acme", "new", "handoff", &eventsv1.HandoffAssigned{Owner: "owners/bert"}),
+		event(t, "acme", "new", "handoff", accepted),
+		event(t, "acme", "known", "scoring", qualified),
+		event(t, "acme", "merged", "handoff", &eventsv1.HandoffAssigned{Owner: "owners/ann"}), // lands on known
+		event(t, "acme", "merged", "handoff", &eventsv1.HandoffRejected{Reason: "no budget"}),
+		event(t, "acme", "erased", "scoring", qualified),
+		event(t, "acme", "late", "scoring", &eventsv1.LeadScored{TotalScore: 12}), // scored before captured
+		event(t, "acme", "late", "ingestion", captured),
+		event(t, "globex", "new", "ingestion", captured), // same id, other workspace
+	}
+	states := make([]string, 2)
+	for i, together := range []bool{true, false} {
+		c := &pgtest.RoundTrips{}
+		pool := pgtest.NewCountingPool(t, c, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
+		st := store.New(pool, store.NewPublisher("lifecycle", "handoff"))
+		svc := lifecycle.NewService(st)
+		srv := sink.NewServer(pool, svc, st)
+		if !together {
+			srv = outbox.NewSinkServer(pool, sink.Handlers(svc, st))
+		}
+		f := fixture{pool: pool, svc: svc, sink: srv}
+		f.deliver(t, setup...)
+		c.Trips.Store(0)
+		f.deliver(t, batch...)
+		// Begin, inbox, locks and reads, writes, commit.
+		if trips := c.Trips.Load(); together && trips > 5 {
+			t.Errorf("the unit took %d round trips for %d events, want 5", trips, len(batch))
+		}
+		states[i] = f.state(t)
+	}
+	if states[0] != states[1] {
+		t.Fatalf("in a unit:\n%s\none by one:\n%s", states[0], states[1])
+	}
+	for _, want := range []string{"acme/new sal", "acme/known recycled", "acme/late inquiry"} {
+		if !strings.Contains(states[0], want) {
+			t.Errorf("state lacks %q:\n%s", want, states[0])
+		}
+	}
+}
+
+// state describes what lifecycle holds, without the times and ids that
+// differ between runs.
+func (f fixture) state(t *testing.T) string {
+	t.Helper()
+	var out strings.Builder
+	for _, q := range []string{
+		`SELECT workspace_id || '/' || lead_id, stage, previous_stage, reason, recycle_count, version, score, source, campaign
+		   FROM leads ORDER BY 1`,
+		`SELECT workspace_id, lead_id, from_stage, to_stage, reason, trigger, event_id, temperature
+		   FROM transitions ORDER BY workspace_id, lead_id, transition_time, id`,
+		`SELECT workspace_id, lead_id, kind, description, source FROM journey_steps ORDER BY workspace_id, lead_id, id`,
+		`SELECT workspace_id, stage, kind, sum(n) FROM funnel_moves GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+		`SELECT workspace_id, stage, sum(n) FROM funnel_stays GROUP BY 1, 2 ORDER BY 1, 2`,
+		`SELECT workspace_id, from_stage, to_stage, sum(n) FROM funnel_conversions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+		`SELECT workspace_id, lead_id, event_type, count(*) FROM outbox GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+		`SELECT workspace_id, lead_id, survivor_id FROM gone_leads ORDER BY 1, 2`,
+	} {
+		rows, err := f.pool.Query(t.Context(), q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintln(&out, vals...)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString("--\n")
+	}
+	return out.String()
 }

@@ -216,6 +216,13 @@ func (s *Store) update(ctx context.Context, workspace, lead, requestID string, f
 ) (lifecycle.Result, error) {
 	var res lifecycle.Result
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if u := unitOf(ctx); u != nil && follow && requestID == "" {
+			if l := u.leads[leadKey{workspace, lead}]; l != nil {
+				var err error
+				res, err = s.updateInUnit(ctx, tx, u, l, journey, fn)
+				return err
+			}
+		}
 		res = lifecycle.Result{}
 		// Two tries: if the lead was created concurrently between our read
 		// and our insert, decide again on the row the other transaction made.
@@ -345,20 +352,10 @@ func (r lockRow) lead() (*lifecycle.Lead, error) {
 	return &l, err
 }
 
-// lockLead finds out, in one round trip, whether lead is gone (erased or
-// merged away) or, when follow is set, which lead stands for it after its
-// merges, then locks that lead's row and reads the workspace's settings.
-// An erased lead, or a merged-away one when follow is unset, is gone.
-//
-// Merges are followed as Resolve does, at most maxMergeChain of them.
-// Erasing or merging a lead and changing it take turns on the lead's key
-// (postgres.LockKey), so a change that waited for an erasure reads after it
-// and finds the lead gone, even when the lead had no row to wait on.
-func lockLead(ctx context.Context, tx pgx.Tx, workspace, lead string, follow bool) (locked, error) {
-	// $3: follow merges; $4: how many. The lead's row is locked only when
-	// it is the one to change, so an event never waits on a lead it does
-	// not touch.
-	const q = `
+// lockLeadSQL reads lockLead's row: $1 workspace, $2 lead, $3 whether to
+// follow merges, $4 how many. The lead's row is locked only when it is the
+// one to change, so an event never waits on a lead it does not touch.
+const lockLeadSQL = `
 WITH RECURSIVE chain (depth, survivor_id) AS (
     SELECT 1, survivor_id FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2
     UNION ALL
@@ -379,11 +376,22 @@ SELECT t.depth, t.lead_id AS target,
      WHERE workspace_id = $1 AND lead_id = t.lead_id AND (t.depth = 0 OR $3 AND t.depth < $4)
        FOR UPDATE
   ) l ON true`
+
+// lockLead finds out, in one round trip, whether lead is gone (erased or
+// merged away) or, when follow is set, which lead stands for it after its
+// merges, then locks that lead's row and reads the workspace's settings.
+// An erased lead, or a merged-away one when follow is unset, is gone.
+//
+// Merges are followed as Resolve does, at most maxMergeChain of them.
+// Erasing or merging a lead and changing it take turns on the lead's key
+// (postgres.LockKey), so a change that waited for an erasure reads after it
+// and finds the lead gone, even when the lead had no row to wait on.
+func lockLead(ctx context.Context, tx pgx.Tx, workspace, lead string, follow bool) (locked, error) {
 	// The lead's turn first (see postgres.LockKey), in the same round trip.
 	var r lockRow
 	b := &pgx.Batch{}
 	b.Queue(postgres.LockKey, workspace, lead)
-	b.Queue(q, workspace, lead, follow, maxMergeChain).Query(func(rows pgx.Rows) error {
+	b.Queue(lockLeadSQL, workspace, lead, follow, maxMergeChain).Query(func(rows pgx.Rows) error {
 		var err error
 		r, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[lockRow])
 		return err
@@ -391,6 +399,11 @@ SELECT t.depth, t.lead_id AS target,
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return locked{}, fmt.Errorf("lock lead: %w", err)
 	}
+	return r.locked(lead, follow)
+}
+
+// locked turns what lockLeadSQL read about lead into a locked.
+func (r lockRow) locked(lead string, follow bool) (locked, error) {
 	out := locked{lead: lead}
 	switch {
 	case r.Depth == 0:
@@ -424,22 +437,24 @@ func leadArgs(l lifecycle.Lead) ([]any, error) {
 	}, nil
 }
 
-// insertLead reports false when the lead exists already or is gone.
-func insertLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) (bool, error) {
-	// Not for a lead that is gone: an erasure or merge that committed while
-	// this transaction waited for the lead's lock left a tombstone that the
-	// lock's statement could not see, but this one, started later, does.
-	const q = `INSERT INTO leads (` + leadColumns + `)
+// insertLeadSQL inserts the lead leadArgs gives, unless it exists already or
+// is gone: an erasure or merge that committed while this transaction
+// waited for the lead's lock left a tombstone that the lock's statement
+// could not see, but this one, started later, does.
+const insertLeadSQL = `INSERT INTO leads (` + leadColumns + `)
 SELECT $1::text, $2::text, $3::stage, $4::stage, $5::text, $6::timestamptz, $7::integer, $8::bigint,
        $9::jsonb, $10::bigint, $11::timestamptz, $12::timestamptz, $13::text, $14::text,
        $15::timestamptz, $16::timestamptz
  WHERE NOT EXISTS (SELECT FROM gone_leads WHERE workspace_id = $1 AND lead_id = $2)
 ON CONFLICT (workspace_id, lead_id) DO NOTHING`
+
+// insertLead reports false when the lead exists already or is gone.
+func insertLead(ctx context.Context, tx pgx.Tx, l lifecycle.Lead) (bool, error) {
 	args, err := leadArgs(l)
 	if err != nil {
 		return false, err
 	}
-	tag, err := tx.Exec(ctx, q, args...)
+	tag, err := tx.Exec(ctx, insertLeadSQL, args...)
 	if err != nil {
 		return false, fmt.Errorf("insert lead: %w", err)
 	}
