@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -547,6 +548,9 @@ func (b *batchRecorder) DeliverBatch(_ context.Context, evs []*eventsv1.Event) e
 		return status.Error(codes.InvalidArgument, "one of these is bad")
 	}
 	b.got = append(b.got, evs...)
+	for range evs {
+		b.accepted <- struct{}{}
+	}
 	return nil
 }
 
@@ -675,5 +679,98 @@ func TestRelayBatchesAtMost500EventsPerCall(t *testing.T) {
 	slices.Sort(sizes)
 	if fmt.Sprint(sizes) != "[100 500]" || len(scoring.events()) != 600 {
 		t.Fatalf("batch sizes %v, %d events; want calls of 500 and 100 carrying all 600", sizes, len(scoring.events()))
+	}
+}
+
+// publishPerLead publishes rounds events about each of leads, round by
+// round, and returns each lead's event ids in publishing order.
+func publishPerLead(t *testing.T, pool *pgxpool.Pool, leads, rounds int) map[string][]string {
+	t.Helper()
+	want := map[string][]string{}
+	for range rounds {
+		for l := range leads {
+			lead := fmt.Sprintf("lead-%d", l)
+			err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+				ev, err := newPublisher().Publish(t.Context(), tx, "acme", lead, &eventsv1.LeadErased{})
+				if err == nil {
+					want[lead] = append(want[lead], ev.GetId())
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return want
+}
+
+// byLead is each lead's delivered event ids, in delivery order.
+func byLead(evs []*eventsv1.Event) map[string][]string {
+	got := map[string][]string{}
+	for _, ev := range evs {
+		got[ev.GetLead()] = append(got[ev.GetLead()], ev.GetId())
+	}
+	return got
+}
+
+// Lanes share out leads: every event of a lead goes through one lane, so a
+// lead's events are never in two passes at once.
+func TestLanesShareOutLeads(t *testing.T) {
+	pool := newPool(t)
+	want := publishPerLead(t, pool, 30, 3)
+	laneOf := map[string]int{}
+	var all []*eventsv1.Event
+	for lane := range 3 {
+		sink := &batchRecorder{recorder: newRecorder()}
+		relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7})
+		for {
+			n, err := relay.DeliverLane(t.Context(), lane, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		for lead := range byLead(sink.events()) {
+			if prev, ok := laneOf[lead]; ok {
+				t.Fatalf("%s went through lanes %d and %d", lead, prev, lane)
+			}
+			laneOf[lead] = lane
+		}
+		all = append(all, sink.events()...)
+	}
+	if got := byLead(all); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered per lead %v, want %v", got, want)
+	}
+	if len(slices.Compact(slices.Sorted(maps.Values(laneOf)))) < 2 {
+		t.Fatalf("30 leads all went through one lane: %v", laneOf)
+	}
+}
+
+// Run passes in several lanes at once and still delivers every event once,
+// each lead's in order to a subscriber that takes batches.
+func TestRunWithLanesDeliversEachLeadInOrder(t *testing.T) {
+	pool := newPool(t)
+	want := publishPerLead(t, pool, 25, 4)
+	sink := &batchRecorder{recorder: newRecorder()}
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7, Lanes: 4})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	for range 100 {
+		select {
+		case <-sink.accepted:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d of 100 events delivered", len(sink.events()))
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+	if got := byLead(sink.events()); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}
 }

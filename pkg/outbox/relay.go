@@ -51,6 +51,10 @@ type RelayOptions struct {
 	BatchSize int
 	// Parallelism bounds concurrent deliveries within a pass (default 8).
 	Parallelism int
+	// Lanes is how many passes run side by side (default 2). Each lane
+	// takes the events of its own share of leads, so the events of one
+	// lead still go out in order, one pass after another.
+	Lanes int
 	// DeliverTimeout bounds one delivery (default 10s).
 	DeliverTimeout time.Duration
 	// PollInterval is the longest the relay sleeps without a notification,
@@ -80,6 +84,9 @@ func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts Rel
 	}
 	if opts.Parallelism <= 0 {
 		opts.Parallelism = 8
+	}
+	if opts.Lanes <= 0 {
+		opts.Lanes = 2
 	}
 	if opts.DeliverTimeout <= 0 {
 		opts.DeliverTimeout = 10 * time.Second
@@ -136,28 +143,55 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	for {
-		n, err := r.DeliverDue(ctx)
-		if err != nil {
-			return err
-		}
-		if n == r.opts.BatchSize {
-			continue // more may be due right now
-		}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	// Each lane passes again at once while its passes come back full, and
+	// otherwise waits to be woken.
+	wake := make([]chan struct{}, r.opts.Lanes)
+	var lanes sync.WaitGroup
+	for lane := range wake {
+		wake[lane] = make(chan struct{}, 1)
+		lanes.Go(func() {
+			for {
+				n, err := r.deliverDue(ctx, lane, len(wake))
+				if err != nil {
+					stop(err)
+					return
+				}
+				if n == r.opts.BatchSize {
+					continue // more may be due right now
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-wake[lane]:
+				}
+			}
+		})
+	}
+	// Wake every lane on a notification, or when the earliest retry falls due.
+	for ctx.Err() == nil {
 		wait, err := r.untilNextDue(ctx)
 		if err != nil {
-			return err
+			stop(err)
+			break
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		_, err = conn.WaitForNotification(waitCtx)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil && !errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("wait for notification: %w", err)
+		if ctx.Err() == nil && err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			stop(fmt.Errorf("wait for notification: %w", err))
+			break
+		}
+		for _, w := range wake {
+			select {
+			case w <- struct{}{}:
+			default: // awake already
+			}
 		}
 	}
+	lanes.Wait()
+	return context.Cause(ctx)
 }
 
 // untilNextDue is how long to sleep before the earliest retry falls due.
@@ -192,18 +226,25 @@ type pending struct {
 // A relay that dies mid-pass leaves its rows leased until the lease runs out;
 // they are then delivered again, which receivers' inboxes make harmless.
 func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
+	return r.deliverDue(ctx, 0, 1)
+}
+
+// deliverDue is DeliverDue for one of lanes lanes: only the events of the
+// leads that hash to lane (events about no lead count as about lead "").
+func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (int, error) {
 	var batch []*pending
 	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		const claim = `
 UPDATE outbox o SET next_attempt_time = now() + $2::interval
   FROM (SELECT id FROM outbox
          WHERE dead_time IS NULL AND next_attempt_time <= now()
+           AND (hashtext(coalesce(lead_id, '')) & 2147483647) % $3 = $4
          ORDER BY id
          LIMIT $1
            FOR UPDATE SKIP LOCKED) due
  WHERE o.id = due.id
 RETURNING o.id, o.subscribers, o.event, o.attempts`
-		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.lease())
+		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.lease(), lanes, lane)
 		if err != nil {
 			return fmt.Errorf("lease outbox rows: %w", err)
 		}
