@@ -187,6 +187,29 @@ func (c *Cluster) stop(ctx context.Context) error {
 	return fmt.Errorf("pglocal: fast shutdown did not finish, server was killed: %w", ctx.Err())
 }
 
+// Crash stops the server as a crash would, for fault-injection tests: an
+// immediate shutdown (pg_ctl's -m immediate), so every connection drops at
+// once, no checkpoint is written and the next Start on the data directory
+// runs crash recovery. Committed transactions survive when Fsync is on. It
+// waits until the server has exited, escalating to SIGKILL if ctx ends
+// first. A later Stop returns an error saying the server had exited.
+func (c *Cluster) Crash(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return fmt.Errorf("pglocal: server had already exited: %w", c.waitErr)
+	default:
+	}
+	_ = c.proc.Signal(syscall.SIGQUIT) // an error means it is gone, which done reports
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+	}
+	_ = c.proc.Kill()
+	<-c.done
+	return fmt.Errorf("pglocal: immediate shutdown did not finish, server was killed: %w", ctx.Err())
+}
+
 // binaries holds the paths of the server programs.
 type binaries struct {
 	initdb, postgres string

@@ -107,6 +107,49 @@ func TestStartRestartKeepsData(t *testing.T) {
 	}
 }
 
+// TestCrashKeepsCommittedData crashes a server with a transaction open: the
+// restart runs crash recovery, keeps what was committed and drops the rest.
+func TestCrashKeepsCommittedData(t *testing.T) {
+	dataDir := filepath.Join(testDir(t), "data")
+	c := startCluster(t, Options{DataDir: dataDir, Fsync: true})
+	exec1(t, c, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('committed')")
+	ctx := context.Background()
+	open, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(ctx)
+	tx, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO kept VALUES ('in flight')"); err != nil {
+		t.Fatal(err)
+	}
+
+	crashCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Crash(crashCtx); err != nil {
+		t.Fatalf("Crash: %v", err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("a transaction open across the crash committed")
+	}
+	if err := c.Stop(ctx); err == nil {
+		t.Fatal("Stop after Crash reported no error")
+	}
+
+	c2 := startCluster(t, Options{DataDir: dataDir, Fsync: true})
+	var rows string
+	exec1(t, c2, "SELECT string_agg(v, ',') FROM kept", &rows)
+	if rows != "committed" {
+		t.Fatalf("after crash recovery kept = %q, want only the committed row", rows)
+	}
+	if !strings.Contains(tail(dataDir+".log", 50), "not properly shut down") {
+		t.Errorf("the restart ran no crash recovery; log:\n%s", tail(dataDir+".log", 20))
+	}
+}
+
 func TestStartReplacesStalePIDFile(t *testing.T) {
 	dataDir := filepath.Join(testDir(t), "data")
 	c := startCluster(t, Options{DataDir: dataDir})
