@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,10 @@ type Options struct {
 	FirstMetricsPort int
 	// Out receives the banner and the services' prefixed output.
 	Out io.Writer
+	// Faults, when set, is connected to the suite before the banner is
+	// printed, so that fault-injection tests can crash and restart parts of
+	// it. `leadflow dev` leaves it nil.
+	Faults *Faults
 }
 
 // DemoWorkspace is the workspace the dev stack seeds.
@@ -67,23 +72,19 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	dbURL := opts.DatabaseURL
+	var pg *localPostgres
 	if dbURL == "" {
-		cluster, err := pglocal.Start(ctx, pglocal.Options{
+		pg = &localPostgres{opts: pglocal.Options{
 			DataDir: filepath.Join(opts.DataDir, "pg"),
 			Port:    opts.PostgresPort,
 			Fsync:   true,
 			LogFile: filepath.Join(opts.DataDir, "postgres.log"),
-		})
-		if err != nil {
-			return fmt.Errorf("start local PostgreSQL: %w", err)
+		}}
+		if err := pg.start(ctx); err != nil {
+			return err
 		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if err := cluster.Stop(stopCtx); err != nil {
-				fmt.Fprintln(opts.Out, "stop PostgreSQL:", err)
-			}
-		}()
+		defer pg.stop(ctx, opts.Out)
+		cluster := pg.current()
 		if err := ensureDatabase(ctx, cluster.URL("postgres"), "leadflow"); err != nil {
 			return err
 		}
@@ -106,10 +107,10 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	procs := newGroup(opts.Out)
+	procs := newGroup(ctx, opts.Out)
 	defer procs.stop(15 * time.Second)
 	for _, svc := range append(Backends, "gateway") {
-		if err := procs.start(ctx, filepath.Join(opts.BinDir, svc), svc, env); err != nil {
+		if err := procs.start(filepath.Join(opts.BinDir, svc), svc, env); err != nil {
 			return err
 		}
 	}
@@ -120,6 +121,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if err := seedDemo(ctx, opts, key); err != nil {
 		return err
+	}
+	if opts.Faults != nil {
+		opts.Faults.connect(procs, pg)
 	}
 	printBanner(opts, gatewayURL, key, keyFile)
 
@@ -276,21 +280,37 @@ Leadflow is running. Ctrl-C stops everything.
 
 // group supervises the long-running service processes.
 type group struct {
+	ctx    context.Context // Run's; once it ends, exits are expected
 	out    io.Writer
 	mu     sync.Mutex
-	procs  []*exec.Cmd
+	procs  []*process // in start order
 	wg     sync.WaitGroup
 	exited chan string
 }
 
-func newGroup(out io.Writer) *group {
-	return &group{out: out, exited: make(chan string, 16)}
+// process is one service process of the group.
+type process struct {
+	name, path string
+	env        []string
+	cmd        *exec.Cmd
+	// killed marks an exit that Faults caused, which must not stop the suite.
+	killed bool
+	done   chan struct{} // closed once the process has exited and its output is read
+}
+
+func newGroup(ctx context.Context, out io.Writer) *group {
+	return &group{ctx: ctx, out: out, exited: make(chan string, 16)}
 }
 
 // start launches one service with its output prefixed by its name.
-func (g *group) start(ctx context.Context, path, name string, env []string) error {
-	cmd := exec.Command(path)
-	cmd.Env = env
+func (g *group) start(path, name string, env []string) error {
+	return g.launch(&process{name: name, path: path, env: env})
+}
+
+// launch starts p and watches it until it exits.
+func (g *group) launch(p *process) error {
+	cmd := exec.Command(p.path)
+	cmd.Env = p.env
 	// Own process group: Ctrl-C in the terminal reaches only us, and we stop
 	// the services in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -300,22 +320,28 @@ func (g *group) start(ctx context.Context, path, name string, env []string) erro
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", p.name, err)
 	}
+	p.cmd, p.done = cmd, make(chan struct{})
 	g.mu.Lock()
-	g.procs = append(g.procs, cmd)
+	g.procs = slices.DeleteFunc(g.procs, func(q *process) bool { return q.name == p.name })
+	g.procs = append(g.procs, p)
 	g.mu.Unlock()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		defer close(p.done)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
-			fmt.Fprintf(g.out, "%-9s | %s\n", name, sc.Text())
+			fmt.Fprintf(g.out, "%-9s | %s\n", p.name, sc.Text())
 		}
 		_ = cmd.Wait()
-		if ctx.Err() == nil {
-			g.exited <- name
+		g.mu.Lock()
+		killed := p.killed
+		g.mu.Unlock()
+		if g.ctx.Err() == nil && !killed {
+			g.exited <- p.name
 		}
 	}()
 	return nil
@@ -325,10 +351,12 @@ func (g *group) start(ctx context.Context, path, name string, env []string) erro
 // timeout before killing what is left.
 func (g *group) stop(timeout time.Duration) {
 	g.mu.Lock()
-	procs := g.procs
+	procs := slices.Clone(g.procs)
 	g.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		_ = procs[i].Process.Signal(syscall.SIGTERM)
+		_ = procs[i].cmd.Process.Signal(syscall.SIGTERM)
+		// A process Faults froze would not act on SIGTERM until woken.
+		_ = procs[i].cmd.Process.Signal(syscall.SIGCONT)
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
@@ -336,9 +364,54 @@ func (g *group) stop(timeout time.Duration) {
 	case <-done:
 	case <-time.After(timeout):
 		for _, p := range procs {
-			_ = p.Process.Kill()
+			_ = p.cmd.Process.Kill()
 		}
 		<-done
+	}
+}
+
+// localPostgres is the PostgreSQL Run started, which Faults may crash and
+// start again on the same data directory and port.
+type localPostgres struct {
+	opts    pglocal.Options
+	mu      sync.Mutex
+	cluster *pglocal.Cluster
+	crashed bool // by Faults, and not started again
+}
+
+func (p *localPostgres) start(ctx context.Context) error {
+	p.mu.Lock()
+	opts := p.opts
+	p.mu.Unlock()
+	c, err := pglocal.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("start local PostgreSQL: %w", err)
+	}
+	p.mu.Lock()
+	p.cluster, p.crashed = c, false
+	p.opts.Port = c.Port() // a restart must come back where the services look
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *localPostgres) current() *pglocal.Cluster {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cluster
+}
+
+// stop shuts the server down cleanly unless Faults crashed it.
+func (p *localPostgres) stop(ctx context.Context, out io.Writer) {
+	p.mu.Lock()
+	c, crashed := p.cluster, p.crashed
+	p.mu.Unlock()
+	if crashed {
+		return
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(stopCtx); err != nil {
+		fmt.Fprintln(out, "stop PostgreSQL:", err)
 	}
 }
 
