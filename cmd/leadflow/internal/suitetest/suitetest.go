@@ -32,8 +32,12 @@ type Suite struct {
 	// MetricsPorts are the /metrics ports, services in start order then the gateway.
 	MetricsPorts []int
 	DataDir      string
-	out          *syncBuffer
-	stop         func() error
+	// DatabaseURL reaches the suite's database as the superuser, for tests
+	// that look underneath the services (at an outbox, say).
+	DatabaseURL string
+	out         *syncBuffer
+	stop        func() error
+	faults      *devstack.Faults
 }
 
 // Output is everything the suite printed so far.
@@ -107,20 +111,23 @@ func Start(t testing.TB, dataDir string) *Suite {
 	httpPort, pgPort, grpcPort, metricsPort := base, base+1, base+2, base+2+n
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
+	faults := &devstack.Faults{}
 	done := make(chan error, 1)
 	go func() {
 		done <- devstack.Run(ctx, devstack.Options{
 			DataDir: dataDir, BinDir: bin, PostgresPort: pgPort,
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), FirstGRPCPort: grpcPort,
-			FirstMetricsPort: metricsPort, Out: out,
+			FirstMetricsPort: metricsPort, Out: out, Faults: faults,
 		})
 	}()
 	var once sync.Once
 	var stopErr error
 	s := &Suite{
-		Gateway: fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		DataDir: dataDir,
-		out:     out,
+		Gateway:     fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		DataDir:     dataDir,
+		DatabaseURL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/leadflow?sslmode=disable", pgPort),
+		out:         out,
+		faults:      faults,
 		stop: func() error {
 			once.Do(func() {
 				cancel()
@@ -190,6 +197,81 @@ func (s *Suite) Do(t testing.TB, method, path, body string) (int, string) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+// KillService sends SIGKILL to one service process ("scoring", ...) and
+// waits until it is gone. The rest of the suite keeps running.
+func (s *Suite) KillService(t testing.TB, name string) {
+	t.Helper()
+	if err := s.faults.KillService(name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RestartService starts a killed service again and waits until the
+// gateway's /healthz reports every service serving.
+func (s *Suite) RestartService(t testing.TB, name string) {
+	t.Helper()
+	if err := s.faults.RestartService(name); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitHealthy(t, time.Minute)
+}
+
+// FreezeService stops one service process (SIGSTOP) as if it hung: it
+// holds its connections and answers nothing until ThawService. The suite
+// thaws every process when it stops.
+func (s *Suite) FreezeService(t testing.TB, name string) {
+	t.Helper()
+	if err := s.faults.SignalService(name, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ThawService lets a frozen service process go on (SIGCONT).
+func (s *Suite) ThawService(t testing.TB, name string) {
+	t.Helper()
+	if err := s.faults.SignalService(name, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CrashPostgres stops PostgreSQL in immediate mode, as a crash would, and
+// waits until it has exited. The services are left running.
+func (s *Suite) CrashPostgres(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.faults.CrashPostgres(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RestartPostgres starts PostgreSQL again after CrashPostgres, on the same
+// data and port, and waits until it accepts connections (crash recovery
+// included). It does not wait for the services to reconnect.
+func (s *Suite) RestartPostgres(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.faults.RestartPostgres(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitHealthy waits until the gateway's /healthz answers 200, which it does
+// when every service reports SERVING.
+func (s *Suite) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	Eventually(t, timeout, "every service to serve (GET /healthz = 200)", func() bool {
+		resp, err := client.Get(s.Gateway + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // Eventually polls cond every 100ms until it holds or timeout passes.
