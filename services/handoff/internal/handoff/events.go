@@ -18,6 +18,21 @@ var HandledEvents = []proto.Message{
 	&eventsv1.LeadErased{},
 }
 
+// OnlyUpdatesRoutingCopy reports whether HandleEvent, given payload, does
+// no more than LockLead and PutLead: true for attribute, score and
+// qualification news and for stage changes other than to MQL (which opens
+// a handoff) or Disqualified (which cancels one). Such events can share a
+// store unit (store.BeginUnit).
+func OnlyUpdatesRoutingCopy(payload proto.Message) bool {
+	switch p := payload.(type) {
+	case *eventsv1.LeadCaptured, *eventsv1.LeadUpdated, *eventsv1.LeadScored, *eventsv1.LeadQualified:
+		return true
+	case *eventsv1.StageChanged:
+		return p.GetToStage() != typesv1.Stage_STAGE_MQL && p.GetToStage() != typesv1.Stage_STAGE_DISQUALIFIED
+	}
+	return false
+}
+
 // HandleEvent applies one incoming event inside tx, the transaction that
 // also records it in the inbox (so a redelivery never reaches here).
 //

@@ -51,6 +51,7 @@ func (c *clock) Advance(d time.Duration) {
 type fixture struct {
 	t      *testing.T
 	pool   *pgxpool.Pool
+	trips  *pgtest.RoundTrips // of pool
 	clock  *clock
 	app    *app.App
 	client handoffv1.HandoffServiceClient
@@ -70,7 +71,8 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith builds the app with opts and the fixture's clock.
 func newFixtureWith(t *testing.T, opts app.Options) *fixture {
 	t.Helper()
-	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
+	trips := &pgtest.RoundTrips{}
+	pool := pgtest.NewCountingPool(t, trips, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	// A Monday morning, so working-hours tests start inside the window.
 	clk := &clock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
 	opts.Clock = clk.Now
@@ -85,7 +87,7 @@ func newFixtureWith(t *testing.T, opts app.Options) *fixture {
 		Register: func(s *grpcserver.Server) { a.Register(s) },
 	})
 	return &fixture{
-		t: t, pool: pool, clock: clk, app: a,
+		t: t, pool: pool, trips: trips, clock: clk, app: a,
 		client:   handoffv1.NewHandoffServiceClient(conn),
 		sink:     eventsv1.NewEventSinkServiceClient(conn),
 		ctx:      grpctest.WithKey(context.Background(), keyA),

@@ -46,34 +46,50 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	if s.tx == nil {
 		return handoff.LeadCopy{}, false, errors.New("lock lead outside a transaction")
 	}
-	// The check runs after the lock is granted, so it sees an erasure the
-	// lock waited for.
-	const erasedQ = `SELECT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)`
-	var erased bool
-	b := &pgx.Batch{}
-	b.Queue(postgres.LockKey, workspace, id)
-	b.Queue(erasedQ, workspace, id).QueryRow(func(row pgx.Row) error { return row.Scan(&erased) })
-	if err := s.tx.SendBatch(ctx, b).Close(); err != nil || erased {
-		return handoff.LeadCopy{}, erased, err
+	if u := unitOf(ctx); u != nil {
+		if l := u.leads[leadKey{workspace, id}]; l != nil {
+			return l.copy(), l.erased, nil
+		}
 	}
-	const ensure = `INSERT INTO leads (workspace_id, id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
-	if _, err := s.q().Exec(ctx, ensure, workspace, id); err != nil {
+	var l *unitLead
+	b := &pgx.Batch{}
+	queueLockLead(b, workspace, id, &l)
+	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return handoff.LeadCopy{}, false, err
 	}
-	const q = `
+	return l.copy(), l.erased, nil
+}
+
+// queueLockLead queues on b, in one round trip, what LockLead does: take
+// the lead's turn, create its routing copy unless it was erased (the check
+// runs after the turn is granted, so it sees an erasure the turn waited
+// for), and lock and read the copy. *out is set when b is sent.
+func queueLockLead(b *pgx.Batch, workspace, id string, out **unitLead) {
+	const ensure = `
+INSERT INTO leads (workspace_id, id)
+SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)
+ON CONFLICT DO NOTHING`
+	const read = `
 SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM leads
  WHERE workspace_id = $1 AND id = $2 FOR UPDATE`
-	c := handoff.LeadCopy{Workspace: workspace, ID: id}
-	var facts []byte
-	if err := s.q().QueryRow(ctx, q, workspace, id).Scan(&facts, &c.AttributesTime, &c.ScoreTime, &c.StageTime, &c.OriginTraceparent); err != nil {
-		return handoff.LeadCopy{}, false, err
-	}
-	f, err := unmarshalFacts(facts)
-	if err != nil {
-		return handoff.LeadCopy{}, false, err
-	}
-	c.Facts = f
-	return c, false, nil
+	b.Queue(postgres.LockKey, workspace, id)
+	b.Queue(ensure, workspace, id)
+	b.Queue(read, workspace, id).Query(func(rows pgx.Rows) error {
+		l := &unitLead{c: handoff.LeadCopy{Workspace: workspace, ID: id}, erased: true}
+		for rows.Next() {
+			var facts []byte
+			if err := rows.Scan(&facts, &l.c.AttributesTime, &l.c.ScoreTime, &l.c.StageTime, &l.c.OriginTraceparent); err != nil {
+				return err
+			}
+			f, err := unmarshalFacts(facts)
+			if err != nil {
+				return err
+			}
+			l.c.Facts, l.erased = f, false
+		}
+		*out = l
+		return rows.Err()
+	})
 }
 
 // PutLead implements handoff.Tx.
@@ -81,7 +97,15 @@ func (s *Store) PutLead(ctx context.Context, c handoff.LeadCopy) error {
 	const q = `
 UPDATE leads SET facts = $3, attributes_time = $4, score_time = $5, stage_time = $6, origin_traceparent = $7
  WHERE workspace_id = $1 AND id = $2`
-	_, err := s.q().Exec(ctx, q, c.Workspace, c.ID, marshalFacts(c.Facts), c.AttributesTime, c.ScoreTime, c.StageTime, c.OriginTraceparent)
+	args := []any{c.Workspace, c.ID, marshalFacts(c.Facts), c.AttributesTime, c.ScoreTime, c.StageTime, c.OriginTraceparent}
+	if u := unitOf(ctx); u != nil {
+		if l := u.leads[leadKey{c.Workspace, c.ID}]; l != nil {
+			u.b.Queue(q, args...)
+			l.c = cloneCopy(c)
+			return nil
+		}
+	}
+	_, err := s.q().Exec(ctx, q, args...)
 	return err
 }
 
