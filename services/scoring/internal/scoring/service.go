@@ -63,6 +63,9 @@ type Store interface {
 	// EnsureWorkspace records the workspace with m as its live model,
 	// unless it is known already; it reports whether it created it.
 	EnsureWorkspace(ctx context.Context, m Model) (bool, error)
+	// WorkspaceExists reports whether the workspace is recorded, as the
+	// store's transaction (or, outside one, committed data) sees it.
+	WorkspaceExists(ctx context.Context, workspace string) (bool, error)
 	// NextVersion locks the workspace and returns its next model version.
 	NextVersion(ctx context.Context, workspace string) (int64, error)
 	// CreateModel stores a new model. With a requestID already used in the
@@ -198,13 +201,19 @@ func (s *Service) ensureWorkspace(ctx context.Context, st Store, ws string) erro
 	if err != nil {
 		return fmt.Errorf("ensure workspace: %w", err)
 	}
-	if !created {
-		// Only remember a workspace seen committed: a transaction that
-		// created it may still roll back.
-		s.mu.Lock()
-		s.known[ws] = true
-		s.mu.Unlock()
+	if created {
+		return nil
 	}
+	// Only remember a workspace seen committed: a transaction that created
+	// it may still roll back, and st may be that very transaction, seeing its
+	// own row. s.store reads outside any transaction.
+	committed, err := s.store.WorkspaceExists(ctx, ws)
+	if err != nil || !committed {
+		return err
+	}
+	s.mu.Lock()
+	s.known[ws] = true
+	s.mu.Unlock()
 	return nil
 }
 

@@ -269,3 +269,33 @@ func TestOpenLeadAddsActivity(t *testing.T) {
 		}
 	}
 }
+
+// A workspace first met by a transaction that rolls back is created again
+// by the next one, even when the first met it twice (the second time seeing
+// its own uncommitted row): the service must not remember it as existing.
+func TestWorkspaceMetInARolledBackTransactionIsCreatedAgain(t *testing.T) {
+	ctx := context.Background()
+	pool, st := newStore(t)
+	svc := scoring.NewService(st)
+	facts := scoring.LeadFacts{Industry: "software", EmployeeCount: 200}
+	errRollback := errors.New("roll back")
+	err := inTx(t, pool, st, func(tx *store.Store) error {
+		for _, lead := range []string{"l1", "l2"} {
+			if err := svc.ApplyFacts(ctx, tx, "fresh", lead, facts, t0); err != nil {
+				return err
+			}
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("first transaction: %v", err)
+	}
+	if err := inTx(t, pool, st, func(tx *store.Store) error {
+		return svc.ApplyFacts(ctx, tx, "fresh", "l3", facts, t0)
+	}); err != nil {
+		t.Fatalf("after the rollback: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM models WHERE workspace_id = 'fresh' AND state = 'published'`); n != 1 {
+		t.Fatalf("%d live models, want the default", n)
+	}
+}

@@ -177,6 +177,13 @@ func (s *Store) EnsureWorkspace(ctx context.Context, m scoring.Model) (bool, err
 	return err == nil, err
 }
 
+// WorkspaceExists implements scoring.Store.
+func (s *Store) WorkspaceExists(ctx context.Context, workspace string) (bool, error) {
+	var ok bool
+	err := s.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)`, workspace).Scan(&ok)
+	return ok, err
+}
+
 // NextVersion implements scoring.Store.
 func (s *Store) NextVersion(ctx context.Context, workspace string) (int64, error) {
 	const q = `UPDATE workspaces SET last_version = last_version + 1 WHERE id = $1 RETURNING last_version`
