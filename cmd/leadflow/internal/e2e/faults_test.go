@@ -812,10 +812,10 @@ func TestPostgresCrashLosesNoAcknowledgedLead(t *testing.T) {
 	t.Run("no event waits out a lease after the restart", func(t *testing.T) {
 		if len(stranded) > 0 {
 			t.Skipf("known bug: %d events (%s) stayed leased by relay passes the crash cut short, "+
-				"undelivered until their lease ran out: pkg/outbox Relay.DeliverDue gives up on recording a pass "+
-				"whose record transaction fails (PostgreSQL down), so its rows keep the lease of minutes "+
-				"(Relay.lease: about 7 minutes for ingestion's three subscribers) instead of being retried "+
-				"once the database is back", len(stranded), describeStranded(stranded))
+				"undelivered until their lease ran out: pkg/outbox's relay (deliverDue) gives up on a pass whose "+
+				"record transaction fails while PostgreSQL is down, so its rows keep the lease of minutes "+
+				"(Relay.lease: 7 minutes for ingestion's three subscribers) instead of being recorded or "+
+				"released once the database is back", len(stranded), describeStranded(stranded))
 		}
 	})
 	t.Run("outage answered promptly with 503", func(t *testing.T) {
