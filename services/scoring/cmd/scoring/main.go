@@ -33,7 +33,7 @@ func main() {
 			st := store.New(rt.Pool, outbox.NewPublisher(service.Scoring, store.Schema, server.Routes))
 			svc := scoring.NewService(st)
 			scoringv1.RegisterScoringServiceServer(rt.Server, server.New(svc))
-			eventsv1.RegisterEventSinkServiceServer(rt.Server, outbox.NewSinkServer(rt.Pool, server.Handlers(svc, st)))
+			eventsv1.RegisterEventSinkServiceServer(rt.Server, server.NewSink(rt.Pool, svc, st))
 			if err := rt.RelayTo(store.Schema, service.Lifecycle, service.Handoff); err != nil {
 				return err
 			}

@@ -764,19 +764,25 @@ func (s *Service) MergeLead(ctx context.Context, tx Store, ws, loser, survivor s
 	return err
 }
 
+// StageMatters reports whether a lead's move to stage changes anything in
+// scoring (ApplyStage): an outcome (Won, Lost) or a recycle.
+func StageMatters(stage typesv1.Stage) bool {
+	return stage == typesv1.Stage_STAGE_WON || stage == typesv1.Stage_STAGE_LOST || stage == typesv1.Stage_STAGE_RECYCLED
+}
+
 // ApplyStage records what lifecycle decided: WON and LOST are the outcomes
 // backtests learn from; RECYCLED clears the qualification so the lead may
 // qualify again.
 func (s *Service) ApplyStage(ctx context.Context, tx Store, ws, leadID string, stage typesv1.Stage, at time.Time) error {
+	if !StageMatters(stage) {
+		return nil
+	}
 	var outcome string
 	switch stage {
 	case typesv1.Stage_STAGE_WON:
 		outcome = OutcomeWon
 	case typesv1.Stage_STAGE_LOST:
 		outcome = OutcomeLost
-	case typesv1.Stage_STAGE_RECYCLED:
-	default:
-		return nil
 	}
 	o, ok, err := s.openLead(ctx, tx, OpenLeadRequest{Workspace: ws, Lead: leadID})
 	if err != nil || !ok {

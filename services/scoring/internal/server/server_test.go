@@ -62,6 +62,7 @@ func (c *clock) Advance(d time.Duration) {
 
 type fixture struct {
 	pool   *pgxpool.Pool
+	trips  *pgtest.RoundTrips // of pool
 	clock  *clock
 	client scoringv1.ScoringServiceClient
 	sink   eventsv1.EventSinkServiceClient
@@ -71,7 +72,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	pool := pgtest.NewPool(t, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
+	trips := &pgtest.RoundTrips{}
+	pool := pgtest.NewCountingPool(t, trips, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	clk := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
 	// Small rescore batches, so a test's few hundred leads take two, the
@@ -86,7 +88,7 @@ func newFixture(t *testing.T) *fixture {
 		},
 		Register: func(s *grpcserver.Server) {
 			scoringv1.RegisterScoringServiceServer(s, server.New(svc))
-			eventsv1.RegisterEventSinkServiceServer(s, outbox.NewSinkServer(pool, server.Handlers(svc, st)))
+			eventsv1.RegisterEventSinkServiceServer(s, server.NewSink(pool, svc, st))
 		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,7 +101,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	return &fixture{
-		pool: pool, clock: clk,
+		pool: pool, trips: trips, clock: clk,
 		client: scoringv1.NewScoringServiceClient(conn), sink: eventsv1.NewEventSinkServiceClient(conn),
 		ctx:   grpctest.WithKey(context.Background(), acme),
 		other: grpctest.WithKey(context.Background(), globex),

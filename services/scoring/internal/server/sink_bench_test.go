@@ -26,8 +26,16 @@ import (
 // a LeadCaptured per lead and, for every fourth lead, an ActivityRecorded
 // right after it (every eighth a demo request, which qualifies the lead),
 // in calls of 100 events as the relay sends them. It reports events per
-// second and the statements and round trips per event, counted on the pool.
+// second and the statements and round trips per event, counted on the pool,
+// for the sink as it runs (events=unit: a call's events share a store unit)
+// and, in the same run, with each event handled on its own (events=each).
 func BenchmarkDeliverEvents(b *testing.B) {
+	for _, mode := range []string{"unit", "each"} {
+		b.Run("events="+mode, func(b *testing.B) { benchmarkDeliverEvents(b, mode == "unit") })
+	}
+}
+
+func benchmarkDeliverEvents(b *testing.B, unit bool) {
 	leads := 4000
 	if testing.Short() {
 		leads = 400
@@ -37,7 +45,10 @@ func BenchmarkDeliverEvents(b *testing.B) {
 	pool := pgtest.NewCountingPool(b, counter, store.Schema, store.Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
 	st := store.New(pool, outbox.NewPublisher("scoring", store.Schema, server.Routes))
 	svc := scoring.NewService(st)
-	sink := outbox.NewSinkServer(pool, server.Handlers(svc, st))
+	sink := server.NewSink(pool, svc, st)
+	if !unit {
+		sink = outbox.NewSinkServer(pool, server.Handlers(svc, st))
+	}
 
 	now := time.Now()
 	event := func(lead string, payload proto.Message) *eventsv1.Event {

@@ -35,8 +35,33 @@ func (s *Store) OpenLead(ctx context.Context, r scoring.OpenLeadRequest) (scorin
 	if s.tx == nil {
 		return scoring.OpenedLead{}, errors.New("open lead outside a transaction")
 	}
+	if u := unitOf(ctx); u != nil {
+		if o := u.leads[leadKey{r.Workspace, r.Lead}]; o != nil {
+			return u.open(o, r)
+		}
+	}
 	var out scoring.OpenedLead
 	b := &pgx.Batch{}
+	if err := queueOpenLead(b, r, &out); err != nil {
+		return scoring.OpenedLead{}, err
+	}
+	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
+		return scoring.OpenedLead{}, fmt.Errorf("open lead: %w", err)
+	}
+	return opened(out), nil
+}
+
+// qAddActivity stores an activity, only onto the lead locked before: none
+// if it had a tombstone.
+const qAddActivity = `
+INSERT INTO activities (workspace_id, id, lead_id, type, url, content_id, properties, occur_time)
+SELECT $1::text, $2::text, $3::text, $4::smallint, $5::text, $6::text, $7::jsonb, $8::timestamptz
+ WHERE EXISTS (SELECT FROM leads WHERE workspace_id = $1 AND id = $3)
+ON CONFLICT (workspace_id, id) DO NOTHING`
+
+// queueOpenLead queues on b, for one round trip, what OpenLead does; *out
+// is filled in when b is sent (then call Opened).
+func queueOpenLead(b *pgx.Batch, r scoring.OpenLeadRequest, out *scoring.OpenedLead) error {
 	b.Queue(postgres.LockKey, r.Workspace, r.Lead)
 	if r.FollowTombstones {
 		const qTombstone = `SELECT survivor_id FROM lead_tombstones WHERE workspace_id = $1 AND lead_id = $2`
@@ -84,15 +109,9 @@ ON CONFLICT DO NOTHING`
 	if a := r.Activity; a != nil {
 		props, err := activityProperties(*a)
 		if err != nil {
-			return scoring.OpenedLead{}, err
+			return err
 		}
-		// Only onto the lead locked above: none if it had a tombstone.
-		const qAdd = `
-INSERT INTO activities (workspace_id, id, lead_id, type, url, content_id, properties, occur_time)
-SELECT $1::text, $2::text, $3::text, $4::smallint, $5::text, $6::text, $7::jsonb, $8::timestamptz
- WHERE EXISTS (SELECT FROM leads WHERE workspace_id = $1 AND id = $3)
-ON CONFLICT (workspace_id, id) DO NOTHING`
-		b.Queue(qAdd, r.Workspace, a.ID, r.Lead, int16(a.Type), a.URL, a.ContentID, props, a.OccurTime).
+		b.Queue(qAddActivity, r.Workspace, a.ID, r.Lead, int16(a.Type), a.URL, a.ContentID, props, a.OccurTime).
 			Exec(func(tag pgconn.CommandTag) error {
 				out.ActivityAdded = tag.RowsAffected() == 1
 				return nil
@@ -109,13 +128,7 @@ SELECT lead_id, id, type, url, content_id, properties, occur_time
 			return err
 		})
 	}
-	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
-		return scoring.OpenedLead{}, fmt.Errorf("open lead: %w", err)
-	}
-	if out.Tombstoned {
-		return scoring.OpenedLead{Tombstoned: true, Survivor: out.Survivor}, nil
-	}
-	return out, nil
+	return nil
 }
 
 // SaveScored implements scoring.Store: the lead and its crossing travel with
@@ -125,11 +138,25 @@ func (s *Store) SaveScored(ctx context.Context, l scoring.Lead, c *scoring.Cross
 	if s.tx == nil {
 		return errors.New("save scored lead outside a transaction")
 	}
+	if u := unitOf(ctx); u != nil {
+		if o := u.leads[leadKey{l.Workspace, l.ID}]; o != nil {
+			o.Lead = l
+			return s.queueSaveScored(ctx, u.b, l, c, events)
+		}
+	}
+	b := &pgx.Batch{}
+	if err := s.queueSaveScored(ctx, b, l, c, events); err != nil {
+		return err
+	}
+	return postgres.SendBatch(ctx, s.tx, b)
+}
+
+// queueSaveScored queues SaveScored's writes on b.
+func (s *Store) queueSaveScored(ctx context.Context, b *pgx.Batch, l scoring.Lead, c *scoring.Crossing, events []proto.Message) error {
 	args, err := saveLeadArgs(l)
 	if err != nil {
 		return err
 	}
-	b := &pgx.Batch{}
 	b.Queue(qSaveLead, args...).Exec(func(tag pgconn.CommandTag) error {
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("save lead: %w", scoring.ErrLeadNotFound)
@@ -148,5 +175,5 @@ func (s *Store) SaveScored(ctx context.Context, l scoring.Lead, c *scoring.Cross
 			return err
 		}
 	}
-	return postgres.SendBatch(ctx, s.tx, b)
+	return nil
 }
