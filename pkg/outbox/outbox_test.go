@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -772,5 +773,85 @@ func TestRunWithLanesDeliversEachLeadInOrder(t *testing.T) {
 	}
 	if got := byLead(sink.events()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
+	}
+}
+
+// A pass that outlasts its lease renews it: no other relay takes its events
+// meanwhile, so each goes out once.
+func TestPassRenewsItsLease(t *testing.T) {
+	pool := newPool(t)
+	publish(t, pool, "lead-1", &eventsv1.LeadErased{}, false)
+	release, called := make(chan struct{}), make(chan struct{})
+	var calls sync.Once
+	slow := outbox.SinkFunc(func(ctx context.Context, ev *eventsv1.Event) error {
+		calls.Do(func() { close(called) })
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	const lease = 300 * time.Millisecond
+	holder := newRelay(pool, map[string]outbox.Sink{"scoring": slow}, outbox.RelayOptions{Lease: lease})
+	done := make(chan error, 1)
+	go func() { _, err := holder.DeliverDue(t.Context()); done <- err }()
+	<-called
+	var leasedUntil time.Time
+	if err := pool.QueryRow(t.Context(), `SELECT next_attempt_time FROM outbox`).Scan(&leasedUntil); err != nil {
+		t.Fatal(err)
+	}
+	// Wait, on the database's clock, until the first lease has run out.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var past bool
+		if err := pool.QueryRow(t.Context(), `SELECT now() > $1`, leasedUntil).Scan(&past); err != nil {
+			t.Fatal(err)
+		}
+		if past {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the database clock never passed the first lease")
+		}
+		runtime.Gosched()
+	}
+	other := newRecorder()
+	if n, err := newRelay(pool, map[string]outbox.Sink{"scoring": other}, outbox.RelayOptions{Lease: lease}).DeliverDue(t.Context()); err != nil || n != 0 {
+		t.Fatalf("another relay took %d events (err %v) from a pass still delivering them", n, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d after the pass, want 0", got)
+	}
+}
+
+// A pass whose recording fails (the database dropped every connection
+// while it delivered) records once the database answers again, instead of
+// leaving its events leased.
+func TestPassRecordsAfterLostConnections(t *testing.T) {
+	pool := newPool(t)
+	publish(t, pool, "lead-1", &eventsv1.LeadErased{}, false)
+	admin, err := pgx.ConnectConfig(t.Context(), pool.Config().ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	cutOff := outbox.SinkFunc(func(ctx context.Context, ev *eventsv1.Event) error {
+		// Every other connection to this database goes, the pool's too.
+		_, err := admin.Exec(ctx, `
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		return err
+	})
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": cutOff}, outbox.RelayOptions{Lease: 10 * time.Second})
+	if n, err := relay.DeliverDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("pass: %d events, err %v; want 1 recorded", n, err)
+	}
+	if got := outboxRows(t, pool); got != 0 {
+		t.Fatalf("outbox rows = %d after the pass, want 0", got)
 	}
 }

@@ -62,6 +62,11 @@ type RelayOptions struct {
 	PollInterval time.Duration
 	// MaxBackoff caps the retry delay of a failing delivery (default 5m).
 	MaxBackoff time.Duration
+	// Lease is how long a pass holds its events before another pass may
+	// take them (default 30s). A pass renews it while it runs, so a lease
+	// only runs out when its relay died or lost the database: that long,
+	// at most, its events wait for another pass.
+	Lease time.Duration
 }
 
 // Relay moves events from a service's outbox to their subscribers.
@@ -96,6 +101,9 @@ func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts Rel
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Minute
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 30 * time.Second
 	}
 	return &Relay{
 		pool: pool, channel: Channel(schema), sinks: sinks, opts: opts,
@@ -223,8 +231,10 @@ type pending struct {
 //
 // No lock is held across the network calls, so a slow subscriber cannot
 // stall writers of the same rows (an erasure dropping a lead's events, say).
-// A relay that dies mid-pass leaves its rows leased until the lease runs out;
-// they are then delivered again, which receivers' inboxes make harmless.
+// The pass renews its lease while it delivers, and retries recording until
+// the database takes it or the lease has run out. A relay that dies
+// mid-pass leaves its rows leased until the lease runs out; they are then
+// delivered again, which receivers' inboxes make harmless.
 func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
 	return r.deliverDue(ctx, 0, 1)
 }
@@ -244,7 +254,7 @@ UPDATE outbox o SET next_attempt_time = now() + $2::interval
            FOR UPDATE SKIP LOCKED) due
  WHERE o.id = due.id
 RETURNING o.id, o.subscribers, o.event, o.attempts`
-		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.lease(), lanes, lane)
+		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.opts.Lease, lanes, lane)
 		if err != nil {
 			return fmt.Errorf("lease outbox rows: %w", err)
 		}
@@ -260,25 +270,72 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
+	leased := time.Now()
 	// RETURNING has no order; deliver oldest first.
 	slices.SortFunc(batch, func(a, b *pending) int { return cmp.Compare(a.id, b.id) })
-	r.deliverAll(ctx, batch)
-	// Record even when ctx ended mid-pass: what was delivered stays delivered.
-	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) }); err != nil {
-		return len(batch), err
+	ids := make([]int64, len(batch))
+	for i, p := range batch {
+		ids[i] = p.id
 	}
-	return len(batch), nil
+	renewed := make(chan time.Time, 1)
+	stopRenewing := r.renew(ctx, ids, renewed)
+	r.deliverAll(ctx, batch)
+	stopRenewing()
+	select {
+	case leased = <-renewed:
+	default:
+	}
+	// Record even when ctx ended mid-pass: what was delivered stays
+	// delivered. Until the lease runs out no other pass takes these rows,
+	// so recording is worth retrying that long (the database may be
+	// restarting); after that another pass delivers them again.
+	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leased.Add(r.opts.Lease))
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) })
+		if err == nil {
+			return len(batch), nil
+		}
+		if ctx.Err() != nil {
+			return len(batch), fmt.Errorf("record pass: %w", err) // shutting down: no waiting
+		}
+		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "events", len(batch), "error", err)
+		select {
+		case <-recordCtx.Done():
+			return len(batch), fmt.Errorf("record pass: %w", err)
+		case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
+		}
+	}
 }
 
-// lease is how long a pass may hold its rows: a batch call per subscriber,
-// then, should those fail, every delivery of a full batch to every
-// subscriber in turn, with room to spare.
-func (r *Relay) lease() time.Duration {
-	deliveries := r.opts.BatchSize * max(len(r.sinks), 1)
-	rounds := 1 + (deliveries+r.opts.Parallelism-1)/r.opts.Parallelism
-	return time.Duration(rounds)*r.opts.DeliverTimeout + 30*time.Second
+// renew extends the lease on ids every third of it until the returned stop
+// is called, sending the time of each renewal that took on renewed (the
+// latest only). A failed renewal is left to the next one.
+func (r *Relay) renew(ctx context.Context, ids []int64, renewed chan time.Time) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(r.opts.Lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			at := time.Now()
+			const q = `UPDATE outbox SET next_attempt_time = now() + $2::interval WHERE id = ANY($1) AND dead_time IS NULL`
+			if _, err := r.pool.Exec(ctx, q, ids, r.opts.Lease); err != nil {
+				continue
+			}
+			select {
+			case <-renewed:
+			default:
+			}
+			renewed <- at
+		}
+	})
+	return func() { cancel(); wg.Wait() }
 }
 
 // maxBatchEvents is the most events one DeliverEvents call may carry (the
