@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/leadflow/leadflow/pkg/apperr"
+	"github.com/leadflow/leadflow/pkg/postgres"
 )
 
 // Domain is the google.rpc.ErrorInfo domain of errors raised by Leadflow.
@@ -23,6 +24,16 @@ const Domain = "leadflow.dev"
 // InternalMessage is the only message a client sees for an error the server
 // did not expect.
 const InternalMessage = "internal error"
+
+// DatabaseUnavailableMessage is what a client learns when the database could
+// not be reached or the connection to it was lost. The cause, which names
+// hosts and ports, stays in the logs.
+const DatabaseUnavailableMessage = "the database is unavailable; retry"
+
+// ConflictMessage is what a client learns when its transaction kept
+// colliding with concurrent ones (a deadlock or serialization failure that
+// outlasted the retries of postgres.InTx).
+const ConflictMessage = "the request conflicted with concurrent ones; retry"
 
 // ToStatus returns the status to send for err. In order of precedence:
 //
@@ -35,6 +46,10 @@ const InternalMessage = "internal error"
 //     passes through unchanged;
 //   - context.Canceled and context.DeadlineExceeded become CANCELLED and
 //     DEADLINE_EXCEEDED;
+//   - a database that could not be reached or a lost connection to it
+//     (postgres.IsUnavailable) becomes UNAVAILABLE, and a deadlock or
+//     serialization failure (postgres.IsRetryable) becomes ABORTED: the
+//     client may retry both, with backoff;
 //   - anything else, and apperr.KindInternal, becomes INTERNAL with the
 //     message "internal error". The caller must log the original error.
 //
@@ -61,6 +76,10 @@ func ToStatus(err error) *status.Status {
 		return status.New(codes.Canceled, context.Canceled.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	case postgres.IsUnavailable(err):
+		return status.New(codes.Unavailable, DatabaseUnavailableMessage)
+	case postgres.IsRetryable(err):
+		return status.New(codes.Aborted, ConflictMessage)
 	}
 	return status.New(codes.Internal, InternalMessage)
 }

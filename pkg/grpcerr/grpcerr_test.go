@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,12 +23,17 @@ import (
 	identityv1 "github.com/leadflow/leadflow/gen/go/leadflow/identity/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/grpcerr"
+	"github.com/leadflow/leadflow/pkg/postgres"
 )
 
 var errLeadNotFound = apperr.NotFound("lead not found")
 
 func TestToStatus(t *testing.T) {
 	downstream := status.New(codes.PermissionDenied, "key lacks scope admin")
+	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 5432},
+		Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	dbUnavailable := status.New(codes.Unavailable, grpcerr.DatabaseUnavailableMessage)
+	conflict := status.New(codes.Aborted, grpcerr.ConflictMessage)
 
 	tests := []struct {
 		name string
@@ -125,6 +136,68 @@ func TestToStatus(t *testing.T) {
 			want: status.New(codes.DeadlineExceeded, "context deadline exceeded"),
 		},
 		{
+			name: "lost connection is unavailable",
+			err:  fmt.Errorf("create lead: %w", fmt.Errorf("begin transaction: %w", pgconn.ErrConnClosed)),
+			want: dbUnavailable,
+		},
+		{
+			name: "refused connection is unavailable and names no address",
+			err:  fmt.Errorf("record activity: %w", refused),
+			want: dbUnavailable,
+		},
+		{
+			name: "connection cut mid-query is unavailable",
+			err:  fmt.Errorf("list leads: %w", io.ErrUnexpectedEOF),
+			want: dbUnavailable,
+		},
+		{
+			name: "server shutdown is unavailable",
+			err: fmt.Errorf("create lead: %w", &pgconn.PgError{Severity: "FATAL", Code: postgres.AdminShutdown,
+				Message: "terminating connection due to administrator command"}),
+			want: dbUnavailable,
+		},
+		{
+			name: "server starting up is unavailable",
+			err:  &pgconn.PgError{Severity: "FATAL", Code: postgres.CannotConnectNow, Message: "the database system is starting up"},
+			want: dbUnavailable,
+		},
+		{
+			name: "connection exception class is unavailable",
+			err:  &pgconn.PgError{Code: "08006"},
+			want: dbUnavailable,
+		},
+		{
+			name: "deadline keeps its code even when the connection went too",
+			err:  errors.Join(fmt.Errorf("read: %w", io.ErrUnexpectedEOF), context.DeadlineExceeded),
+			want: status.New(codes.DeadlineExceeded, "context deadline exceeded"),
+		},
+		{
+			name: "an application error outranks the database",
+			err:  apperr.Unavailable("identity service unavailable", apperr.Cause(pgconn.ErrConnClosed)),
+			want: status.New(codes.Unavailable, "identity service unavailable"),
+		},
+		{
+			name: "deadlock that outlasted retries is aborted",
+			err: fmt.Errorf("transition: %w", fmt.Errorf("transaction failed %d times: %w", postgres.MaxAttempts,
+				&pgconn.PgError{Code: postgres.DeadlockDetected, Message: "deadlock detected", Detail: "Process 1 waits for ShareLock"})),
+			want: conflict,
+		},
+		{
+			name: "serialization failure is aborted",
+			err:  &pgconn.PgError{Code: postgres.SerializationFailure},
+			want: conflict,
+		},
+		{
+			name: "canceled retry stays canceled",
+			err:  errors.Join(&pgconn.PgError{Code: postgres.SerializationFailure}, context.Canceled),
+			want: status.New(codes.Canceled, "context canceled"),
+		},
+		{
+			name: "other SQL errors are masked",
+			err:  fmt.Errorf("create lead: %w", &pgconn.PgError{Code: "42P01", Message: `relation "leads" does not exist`}),
+			want: status.New(codes.Internal, grpcerr.InternalMessage),
+		},
+		{
 			name: "unknown error is masked",
 			err:  errors.New(`ERROR: relation "leads" does not exist (SQLSTATE 42P01)`),
 			want: status.New(codes.Internal, grpcerr.InternalMessage),
@@ -156,6 +229,28 @@ func TestToStatus(t *testing.T) {
 				t.Errorf("ToStatus() mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestToStatusConnectError checks a real failed connection attempt, whose
+// text names the host, port, user and database.
+func TestToStatusConnectError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = pgconn.Connect(ctx, "postgres://leadflow:s3cr3t@"+addr+"/ingestion?sslmode=disable&connect_timeout=5")
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); !ok {
+		t.Fatalf("Connect error = %v, want a *pgconn.ConnectError", err)
+	}
+	got := grpcerr.ToStatus(fmt.Errorf("create lead: begin transaction: %w", err))
+	want := status.New(codes.Unavailable, grpcerr.DatabaseUnavailableMessage)
+	if diff := cmp.Diff(want.Proto(), got.Proto(), protocmp.Transform()); diff != "" {
+		t.Errorf("ToStatus() mismatch (-want +got):\n%s", diff)
 	}
 }
 
