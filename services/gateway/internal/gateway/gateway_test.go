@@ -3,19 +3,24 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	identityv1 "github.com/leadflow/leadflow/gen/go/leadflow/identity/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/grpcerr"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/grpctest"
 	"github.com/leadflow/leadflow/pkg/logging"
@@ -47,6 +52,12 @@ func (identityStub) DeleteApiKey(_ context.Context, req *identityv1.DeleteApiKey
 		return nil, apperr.AlreadyExists("already exists")
 	case "busy":
 		return nil, apperr.ResourceExhausted("slow down")
+	case "dbdown":
+		// What a store returns when PostgreSQL refuses connections.
+		return nil, fmt.Errorf("delete api key: begin transaction: %w", &net.OpError{
+			Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 5432},
+			Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED},
+		})
 	}
 	return &identityv1.DeleteApiKeyResponse{}, nil
 }
@@ -141,11 +152,44 @@ func TestRESTStatusCodes(t *testing.T) {
 
 func TestRESTErrorCodes(t *testing.T) {
 	f := newFixture(t)
-	for id, want := range map[string]int{"precondition": 412, "stale": 409, "exists": 409, "busy": 429, "fine": 200} {
+	for id, want := range map[string]int{"precondition": 412, "stale": 409, "exists": 409, "busy": 429, "dbdown": 503, "fine": 200} {
 		code, body := f.do(t, http.MethodDelete, "/v1/workspaces/acme/apiKeys/"+id, f.reader)
 		if code != want {
 			t.Errorf("DELETE %s = %d %s, want %d", id, code, body, want)
 		}
+	}
+}
+
+// TestRESTDatabaseUnavailable checks that a backend whose database is down
+// answers 503 with Retry-After, naming no host of the database.
+func TestRESTDatabaseUnavailable(t *testing.T) {
+	f := newFixture(t)
+	req, _ := http.NewRequest(http.MethodDelete, f.url+"/v1/workspaces/acme/apiKeys/dbdown", nil)
+	req.Header.Set("Authorization", "Bearer "+f.reader)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d %s, want 503", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Retry-After"); got == "" {
+		t.Error("503 without Retry-After")
+	}
+	var st struct {
+		Code    int
+		Message string
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("body is not JSON: %s", body)
+	}
+	if st.Code != int(codes.Unavailable) || st.Message != grpcerr.DatabaseUnavailableMessage {
+		t.Errorf("body = %s, want code %d and message %q", body, codes.Unavailable, grpcerr.DatabaseUnavailableMessage)
+	}
+	if strings.Contains(string(body), "10.0.0.9") || strings.Contains(string(body), "5432") {
+		t.Errorf("the database address leaked to the client: %s", body)
 	}
 }
 

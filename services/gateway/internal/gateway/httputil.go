@@ -34,11 +34,25 @@ func httpStatus(code codes.Code) int {
 	return runtime.HTTPStatusFromCode(code)
 }
 
+// retryAfterUnavailable is the Retry-After, in seconds, sent with a 503: a
+// backend or its database restarting is usually back within seconds, and
+// clients back off further on their own if it is not.
+const retryAfterUnavailable = "1"
+
+// setRetryAfter tells the client when to retry an UNAVAILABLE answer.
+func setRetryAfter(w http.ResponseWriter, code codes.Code) {
+	if code == codes.Unavailable {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
+}
+
 // errorHandler is grpc-gateway's error handler with httpStatus's mapping.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if code := status.Code(err); httpStatus(code) != runtime.HTTPStatusFromCode(code) {
+	code := status.Code(err)
+	if httpStatus(code) != runtime.HTTPStatusFromCode(code) {
 		err = &runtime.HTTPStatusError{HTTPStatus: httpStatus(code), Err: err}
 	}
+	setRetryAfter(w, code)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
@@ -52,6 +66,7 @@ func writeGRPCError(w http.ResponseWriter, err error) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	setRetryAfter(w, st.Code())
 	w.WriteHeader(httpStatus(st.Code()))
 	_, _ = w.Write(body)
 }
