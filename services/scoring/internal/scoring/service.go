@@ -61,11 +61,9 @@ type Store interface {
 	SaveRescored(ctx context.Context, workspace string, rs []Rescored) error
 
 	// EnsureWorkspace records the workspace with m as its live model,
-	// unless it is known already; it reports whether it created it.
-	EnsureWorkspace(ctx context.Context, m Model) (bool, error)
-	// WorkspaceExists reports whether the workspace is recorded, as the
-	// store's transaction (or, outside one, committed data) sees it.
-	WorkspaceExists(ctx context.Context, workspace string) (bool, error)
+	// unless it is known already. committed says it was recorded by a
+	// transaction that committed (not this one, which may yet roll back).
+	EnsureWorkspace(ctx context.Context, m Model) (committed bool, err error)
 	// NextVersion locks the workspace and returns its next model version.
 	NextVersion(ctx context.Context, workspace string) (int64, error)
 	// CreateModel stores a new model. With a requestID already used in the
@@ -197,23 +195,17 @@ func (s *Service) ensureWorkspace(ctx context.Context, st Store, ws string) erro
 		State:       StatePublished, Version: 1, Rules: DefaultRules(),
 		CreateTime: now, UpdateTime: now, PublishTime: &now, Etag: newEtag(),
 	}
-	created, err := st.EnsureWorkspace(ctx, m)
+	committed, err := st.EnsureWorkspace(ctx, m)
 	if err != nil {
 		return fmt.Errorf("ensure workspace: %w", err)
 	}
-	if created {
-		return nil
-	}
 	// Only remember a workspace seen committed: a transaction that created
-	// it may still roll back, and st may be that very transaction, seeing its
-	// own row. s.store reads outside any transaction.
-	committed, err := s.store.WorkspaceExists(ctx, ws)
-	if err != nil || !committed {
-		return err
+	// it may still roll back, and st may be that very transaction.
+	if committed {
+		s.mu.Lock()
+		s.known[ws] = true
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	s.known[ws] = true
-	s.mu.Unlock()
 	return nil
 }
 

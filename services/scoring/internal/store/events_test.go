@@ -299,3 +299,30 @@ func TestWorkspaceMetInARolledBackTransactionIsCreatedAgain(t *testing.T) {
 		t.Fatalf("%d live models, want the default", n)
 	}
 }
+
+// The API heals a workspace remembered from a rolled-back transaction too:
+// publishing a model there records the workspace first.
+func TestPublishInAWorkspaceMetInARolledBackTransaction(t *testing.T) {
+	ctx := context.Background()
+	pool, st := newStore(t)
+	svc := scoring.NewService(st)
+	facts := scoring.LeadFacts{Industry: "software", EmployeeCount: 200}
+	errRollback := errors.New("roll back")
+	if err := inTx(t, pool, st, func(tx *store.Store) error {
+		for _, lead := range []string{"l1", "l2"} {
+			if err := svc.ApplyFacts(ctx, tx, "fresh", lead, facts, t0); err != nil {
+				return err
+			}
+		}
+		return errRollback
+	}); !errors.Is(err, errRollback) {
+		t.Fatalf("first transaction: %v", err)
+	}
+	m, err := svc.CreateModel(ctx, scoring.Model{Workspace: "fresh", ID: "mine", Rules: scoring.DefaultRules()}, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.PublishModel(ctx, "fresh", m.ID, m.Etag); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}

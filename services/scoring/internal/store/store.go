@@ -168,20 +168,31 @@ SELECT $1, lead_id, up, cross_time, total_score, model_version
 
 // EnsureWorkspace implements scoring.Store.
 func (s *Store) EnsureWorkspace(ctx context.Context, m scoring.Model) (bool, error) {
-	const qw = `INSERT INTO workspaces (id, last_version) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`
-	tag, err := s.q.Exec(ctx, qw, m.Workspace, m.Version)
-	if err != nil || tag.RowsAffected() == 0 {
+	// The transaction notes each workspace it creates in a transaction-local
+	// setting (undone with it, or with its savepoint), so a later call in
+	// the same transaction can tell its own uncommitted row from one that
+	// was there before.
+	const q = `
+WITH ins AS (
+    INSERT INTO workspaces (id, last_version) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING id
+), noted AS (
+    SELECT string_to_array(coalesce(current_setting('leadflow.created_workspaces', true), ''), E'\n') AS ids
+)
+SELECT EXISTS (SELECT FROM ins),
+       $1 = ANY (ids),
+       CASE WHEN EXISTS (SELECT FROM ins)
+            THEN set_config('leadflow.created_workspaces', array_to_string(ids || $1::text, E'\n'), true) END
+  FROM noted`
+	var created, mine bool
+	var noted *string
+	if err := s.q.QueryRow(ctx, q, m.Workspace, m.Version).Scan(&created, &mine, &noted); err != nil {
 		return false, err
 	}
-	_, err = s.CreateModel(ctx, m, "")
-	return err == nil, err
-}
-
-// WorkspaceExists implements scoring.Store.
-func (s *Store) WorkspaceExists(ctx context.Context, workspace string) (bool, error) {
-	var ok bool
-	err := s.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)`, workspace).Scan(&ok)
-	return ok, err
+	if !created {
+		return !mine, nil
+	}
+	_, err := s.CreateModel(ctx, m, "")
+	return false, err
 }
 
 // NextVersion implements scoring.Store.
