@@ -820,12 +820,15 @@ func TestPostgresCrashLosesNoAcknowledgedLead(t *testing.T) {
 	})
 	t.Run("outage answered promptly with 503", func(t *testing.T) {
 		failures := p.failuresSince(time.Time{})
-		if internal := checkFailuresAnswered(t, failures); internal > 0 && !t.Failed() {
-			t.Skipf("known bug: %d of %d attempts during the outage got 500 \"internal error\", not 503 Unavailable: "+
-				"ingestion returns a lost or refused database connection as a plain wrapped error "+
-				"(\"create lead: begin transaction: conn closed\"), which pkg/grpcerr.ToStatus turns into "+
-				"INTERNAL rather than UNAVAILABLE; got %s",
+		if internal := checkFailuresAnswered(t, failures); internal > 0 {
+			t.Errorf("%d of %d attempts during the outage got 500, want 503 Unavailable so that clients retry; got %s",
 				internal, len(failures), describeFailures(failures))
+		}
+		// Only a gateway-level error a client retries is clean: not 501 or 505+.
+		for _, f := range failures {
+			if f.err == nil && f.status > http.StatusInternalServerError && (f.status < http.StatusBadGateway || f.status > http.StatusGatewayTimeout) {
+				t.Errorf("a %s during the outage failed with a status clients do not retry: %v", f.what, f.reply)
+			}
 		}
 	})
 }
