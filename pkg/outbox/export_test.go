@@ -6,3 +6,6 @@ import "context"
 func (r *Relay) DeliverLane(ctx context.Context, lane, lanes int) (int, error) {
 	return r.deliverDue(ctx, lane, lanes)
 }
+
+// Truncate exposes how errors are cut to fit last_error.
+var Truncate = truncate

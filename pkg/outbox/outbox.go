@@ -10,9 +10,9 @@
 // yet; a subscriber that refuses it for good is parked on a row of its own.
 // A pass hands each subscriber all its due events in one call when its sink
 // takes batches (GRPCSink does: EventSinkService.DeliverEvents), and one by
-// one when that call fails. Passes run side by side in lanes, each lane
-// taking the events of its own share of leads, so the events of one lead
-// are never in two passes at once.
+// one when that call fails (each lead's in order). Passes run side by side
+// in lanes, each lane taking the events of its own share of leads, so a
+// relay never holds one lead's events in two passes at once.
 // The relay wakes up on LISTEN/NOTIFY the moment a transaction commits, and
 // several replicas share the work through FOR UPDATE SKIP LOCKED.
 //

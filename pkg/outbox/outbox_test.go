@@ -7,10 +7,12 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -751,27 +753,38 @@ func TestLanesShareOutLeads(t *testing.T) {
 }
 
 // Run passes in several lanes at once and still delivers every event once,
-// each lead's in order to a subscriber that takes batches.
+// each lead's in order, to a subscriber that takes batches and to one that
+// takes events one by one.
 func TestRunWithLanesDeliversEachLeadInOrder(t *testing.T) {
+	for _, batches := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batches %v", batches), func(t *testing.T) { testRunWithLanes(t, batches) })
+	}
+}
+
+func testRunWithLanes(t *testing.T, batches bool) {
 	pool := newPool(t)
 	want := publishPerLead(t, pool, 25, 4)
-	sink := &batchRecorder{recorder: newRecorder()}
+	rec := newRecorder()
+	var sink outbox.Sink = rec
+	if batches {
+		sink = &batchRecorder{recorder: rec}
+	}
 	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7, Lanes: 4})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(ctx) }()
 	for range 100 {
 		select {
-		case <-sink.accepted:
+		case <-rec.accepted:
 		case <-time.After(30 * time.Second):
-			t.Fatalf("only %d of 100 events delivered", len(sink.events()))
+			t.Fatalf("only %d of 100 events delivered", len(rec.events()))
 		}
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("relay: %v", err)
 	}
-	if got := byLead(sink.events()); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := byLead(rec.events()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}
 }
@@ -853,5 +866,18 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 	}
 	if got := outboxRows(t, pool); got != 0 {
 		t.Fatalf("outbox rows = %d after the pass, want 0", got)
+	}
+}
+
+// An error is cut to fit last_error on a character boundary: PostgreSQL
+// refuses invalid UTF-8, and the pass could then never be recorded.
+func TestTruncateKeepsUTF8Valid(t *testing.T) {
+	long := strings.Repeat("a", 1999) + "é" + strings.Repeat("b", 10)
+	got := outbox.Truncate(long)
+	if !utf8.ValidString(got) || len(got) > 2000 || got != strings.Repeat("a", 1999) {
+		t.Fatalf("truncate gave %d bytes (valid UTF-8: %v)", len(got), utf8.ValidString(got))
+	}
+	if got := outbox.Truncate("short"); got != "short" {
+		t.Fatalf("truncate(short) = %q", got)
 	}
 }

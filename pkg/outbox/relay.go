@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,8 +54,10 @@ type RelayOptions struct {
 	// Parallelism bounds concurrent deliveries within a pass (default 8).
 	Parallelism int
 	// Lanes is how many passes run side by side (default 2). Each lane
-	// takes the events of its own share of leads, so the events of one
-	// lead still go out in order, one pass after another.
+	// takes the events of its own share of leads, so a relay still hands
+	// out one lead's events in order, one pass after another (bar retries).
+	// Replicas each run their own lanes: two replicas may hold events of
+	// one lead at the same time, as they always could.
 	Lanes int
 	// DeliverTimeout bounds one delivery (default 10s).
 	DeliverTimeout time.Duration
@@ -151,16 +155,18 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.channel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ctx, stop := context.WithCancelCause(ctx)
+	// A lane's error, or the listener's, stops every lane from starting
+	// another pass, but lets passes under way finish: cutting their
+	// deliveries short would only have them delivered again. Passes end
+	// early only when the relay is shut down (ctx).
+	stopping, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	// Each lane passes again at once while its passes come back full, and
-	// otherwise waits to be woken.
 	wake := make([]chan struct{}, r.opts.Lanes)
 	var lanes sync.WaitGroup
 	for lane := range wake {
 		wake[lane] = make(chan struct{}, 1)
 		lanes.Go(func() {
-			for {
+			for stopping.Err() == nil {
 				n, err := r.deliverDue(ctx, lane, len(wake))
 				if err != nil {
 					stop(err)
@@ -170,24 +176,23 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 					continue // more may be due right now
 				}
 				select {
-				case <-ctx.Done():
-					return
+				case <-stopping.Done():
 				case <-wake[lane]:
 				}
 			}
 		})
 	}
 	// Wake every lane on a notification, or when the earliest retry falls due.
-	for ctx.Err() == nil {
-		wait, err := r.untilNextDue(ctx)
+	for stopping.Err() == nil {
+		wait, err := r.untilNextDue(stopping)
 		if err != nil {
 			stop(err)
 			break
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		waitCtx, cancel := context.WithTimeout(stopping, wait)
 		_, err = conn.WaitForNotification(waitCtx)
 		cancel()
-		if ctx.Err() == nil && err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if stopping.Err() == nil && err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			stop(fmt.Errorf("wait for notification: %w", err))
 			break
 		}
@@ -199,7 +204,7 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 		}
 	}
 	lanes.Wait()
-	return context.Cause(ctx)
+	return context.Cause(stopping)
 }
 
 // untilNextDue is how long to sleep before the earliest retry falls due.
@@ -243,6 +248,7 @@ func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
 // leads that hash to lane (events about no lead count as about lead "").
 func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (int, error) {
 	var batch []*pending
+	leased := time.Now() // no later than the database's lease starts
 	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		const claim = `
 UPDATE outbox o SET next_attempt_time = now() + $2::interval
@@ -270,7 +276,6 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	leased := time.Now()
 	// RETURNING has no order; deliver oldest first.
 	slices.SortFunc(batch, func(a, b *pending) int { return cmp.Compare(a.id, b.id) })
 	ids := make([]int64, len(batch))
@@ -289,7 +294,12 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	// delivered. Until the lease runs out no other pass takes these rows,
 	// so recording is worth retrying that long (the database may be
 	// restarting); after that another pass delivers them again.
-	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leased.Add(r.opts.Lease))
+	deadline := leased.Add(r.opts.Lease)
+	if ctx.Err() != nil {
+		// Shutting down: one short try, the lease covers the rest.
+		deadline = time.Now().Add(5 * time.Second)
+	}
+	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) })
@@ -302,6 +312,8 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "events", len(batch), "error", err)
 		select {
 		case <-recordCtx.Done():
+			return len(batch), fmt.Errorf("record pass: %w", err)
+		case <-ctx.Done():
 			return len(batch), fmt.Errorf("record pass: %w", err)
 		case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
 		}
@@ -351,8 +363,8 @@ type delivery struct {
 
 // deliverAll hands every leased event to each of its subscribers. A
 // subscriber owed several events whose sink takes batches gets them in one
-// call; if that fails, and for other sinks, they go one by one. At most
-// Parallelism calls run at a time.
+// call; if that fails, and for other sinks, they go one by one, each lead's
+// in order (leads side by side). At most Parallelism calls run at a time.
 func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 	bySubscriber := map[string][]delivery{}
 	for _, p := range batch {
@@ -370,20 +382,31 @@ func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 	}
 	sem := make(chan struct{}, r.opts.Parallelism)
 	var wg sync.WaitGroup
-	one := func(sub string, d delivery) {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			d.row.errs[d.i] = r.deliver(ctx, d.ev, sub, d.row.attempts)
-		})
+	oneByOne := func(sub string, ds []delivery) {
+		byLead := map[string][]delivery{}
+		var leads []string
+		for _, d := range ds {
+			lead := d.ev.GetLead()
+			if byLead[lead] == nil {
+				leads = append(leads, lead)
+			}
+			byLead[lead] = append(byLead[lead], d)
+		}
+		for _, lead := range leads {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				for _, d := range byLead[lead] {
+					d.row.errs[d.i] = r.deliver(ctx, d.ev, sub, d.row.attempts)
+				}
+			})
+		}
 	}
 	var batched sync.WaitGroup
 	for sub, all := range bySubscriber {
 		bs, ok := r.sinks[sub].(BatchSink)
 		if !ok || len(all) == 1 {
-			for _, d := range all {
-				one(sub, d)
-			}
+			oneByOne(sub, all)
 			continue
 		}
 		for ds := range slices.Chunk(all, maxBatchEvents) {
@@ -396,9 +419,7 @@ func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 				}
 				r.opts.Logger.Warn("outbox batch delivery failed; delivering one by one",
 					"subscriber", sub, "events", len(ds), "error", err)
-				for _, d := range ds {
-					one(sub, d)
-				}
+				oneByOne(sub, ds)
 			})
 		}
 	}
@@ -545,8 +566,14 @@ func (r *Relay) backoff(attempt int) time.Duration {
 
 func truncate(s string) string {
 	const limit = 2000
-	if len(s) > limit {
-		return s[:limit]
+	if len(s) <= limit {
+		return s
 	}
-	return s
+	// On a character boundary: PostgreSQL refuses invalid UTF-8, and the
+	// pass could then never be recorded.
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "")
 }
