@@ -53,18 +53,24 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	}
 	var l *unitLead
 	b := &pgx.Batch{}
-	queueLockLead(b, workspace, id, &l)
+	b.Queue(postgres.LockKey, workspace, id)
+	queueReadLead(b, workspace, id, &l)
 	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return handoff.LeadCopy{}, false, err
 	}
 	return l.copy(), l.erased, nil
 }
 
-// queueLockLead queues on b, in one round trip, what LockLead does: take
-// the lead's turn, create its routing copy unless it was erased (the check
-// runs after the turn is granted, so it sees an erasure the turn waited
-// for), and lock and read the copy. *out is set when b is sent.
-func queueLockLead(b *pgx.Batch, workspace, id string, out **unitLead) {
+// errCopyVanished: the routing copy was deleted under the lock's wait, by a
+// merge (which does not take the loser's turn); the event is retried.
+var errCopyVanished = errors.New("the lead's routing copy went away meanwhile; retry")
+
+// queueReadLead queues on b what LockLead does once the lead's turn is
+// taken (postgres.LockKey, queued before): create the routing copy unless
+// the lead was erased (the check runs after the turn is granted, so it sees
+// an erasure the turn waited for), then lock and read it. *out is set when
+// b is sent.
+func queueReadLead(b *pgx.Batch, workspace, id string, out **unitLead) {
 	const ensure = `
 INSERT INTO leads (workspace_id, id)
 SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)
@@ -72,10 +78,11 @@ ON CONFLICT DO NOTHING`
 	const read = `
 SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM leads
  WHERE workspace_id = $1 AND id = $2 FOR UPDATE`
-	b.Queue(postgres.LockKey, workspace, id)
+	const erased = `SELECT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)`
+	l := &unitLead{c: handoff.LeadCopy{Workspace: workspace, ID: id}}
+	found := false
 	b.Queue(ensure, workspace, id)
 	b.Queue(read, workspace, id).Query(func(rows pgx.Rows) error {
-		l := &unitLead{c: handoff.LeadCopy{Workspace: workspace, ID: id}, erased: true}
 		for rows.Next() {
 			var facts []byte
 			if err := rows.Scan(&facts, &l.c.AttributesTime, &l.c.ScoreTime, &l.c.StageTime, &l.c.OriginTraceparent); err != nil {
@@ -85,10 +92,19 @@ SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM l
 			if err != nil {
 				return err
 			}
-			l.c.Facts, l.erased = f, false
+			l.c.Facts, found = f, true
+		}
+		return rows.Err()
+	})
+	b.Queue(erased, workspace, id).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&l.erased); err != nil {
+			return err
+		}
+		if !found && !l.erased {
+			return errCopyVanished
 		}
 		*out = l
-		return rows.Err()
+		return nil
 	})
 }
 

@@ -78,8 +78,14 @@ func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []LeadRef) (cont
 	refs = slices.Compact(refs)
 	read := make([]*unitLead, len(refs))
 	b := &pgx.Batch{}
+	// Every lead's turn first, then the rows: a merge holds one lead's turn
+	// and row while it waits for the other's, so taking turn and row lead
+	// by lead could close a cycle with it.
+	for _, r := range refs {
+		b.Queue(postgres.LockKey, r.Workspace, r.Lead)
+	}
 	for i, r := range refs {
-		queueLockLead(b, r.Workspace, r.Lead, &read[i])
+		queueReadLead(b, r.Workspace, r.Lead, &read[i])
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("lock leads: %w", err)

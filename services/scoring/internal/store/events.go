@@ -42,6 +42,7 @@ func (s *Store) OpenLead(ctx context.Context, r scoring.OpenLeadRequest) (scorin
 	}
 	var out scoring.OpenedLead
 	b := &pgx.Batch{}
+	b.Queue(postgres.LockKey, r.Workspace, r.Lead)
 	if err := queueOpenLead(b, r, &out); err != nil {
 		return scoring.OpenedLead{}, err
 	}
@@ -59,10 +60,10 @@ SELECT $1::text, $2::text, $3::text, $4::smallint, $5::text, $6::text, $7::jsonb
  WHERE EXISTS (SELECT FROM leads WHERE workspace_id = $1 AND id = $3)
 ON CONFLICT (workspace_id, id) DO NOTHING`
 
-// queueOpenLead queues on b, for one round trip, what OpenLead does; *out
-// is filled in when b is sent (then call Opened).
+// queueOpenLead queues on b, for one round trip, what OpenLead does once
+// the lead's turn is taken (postgres.LockKey, queued before); *out is
+// filled in when b is sent (then see opened).
 func queueOpenLead(b *pgx.Batch, r scoring.OpenLeadRequest, out *scoring.OpenedLead) error {
-	b.Queue(postgres.LockKey, r.Workspace, r.Lead)
 	if r.FollowTombstones {
 		const qTombstone = `SELECT survivor_id FROM lead_tombstones WHERE workspace_id = $1 AND lead_id = $2`
 		b.Queue(qTombstone, r.Workspace, r.Lead).QueryRow(func(row pgx.Row) error {

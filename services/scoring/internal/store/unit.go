@@ -99,6 +99,12 @@ func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []LeadRef, now t
 	refs = slices.Compact(refs)
 	read := make([]scoring.OpenedLead, len(refs))
 	b := &pgx.Batch{}
+	// Every lead's turn first, then the rows: a merge holds one lead's turn
+	// while it locks the other's row, so taking turn and row lead by lead
+	// could close a cycle with it.
+	for _, r := range refs {
+		b.Queue(postgres.LockKey, r.Workspace, r.Lead)
+	}
 	for i, r := range refs {
 		req := scoring.OpenLeadRequest{
 			Workspace: r.Workspace, Lead: r.Lead, CreateTime: now, FollowTombstones: true, Score: true,
