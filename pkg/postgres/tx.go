@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,3 +99,22 @@ func wait(ctx context.Context, attempt int) error {
 // it (queued in the same batch or not) see what the other committed. Run it
 // with Exec or queue it on a pgx.Batch.
 const LockKey = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
+
+// Key names what LockKey takes turns on: a row (such as a lead) of a
+// workspace.
+type Key struct{ Workspace, ID string }
+
+// QueueLockKeys queues on b a LockKey for each distinct key, in one order
+// (so transactions taking several keys take turns rather than deadlock),
+// and returns those keys in that order.
+func QueueLockKeys(b *pgx.Batch, keys []Key) []Key {
+	sorted := slices.Clone(keys)
+	slices.SortFunc(sorted, func(a, b Key) int {
+		return cmp.Or(cmp.Compare(a.Workspace, b.Workspace), cmp.Compare(a.ID, b.ID))
+	})
+	sorted = slices.Compact(sorted)
+	for _, k := range sorted {
+		b.Queue(LockKey, k.Workspace, k.ID)
+	}
+	return sorted
+}

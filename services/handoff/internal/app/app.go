@@ -16,6 +16,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/handoff/internal/dispatch"
 	"github.com/leadflow/leadflow/services/handoff/internal/egress"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
@@ -72,14 +73,14 @@ func New(pool *pgxpool.Pool, opts Options) *App {
 // share a store unit: two round trips for the lot instead of two per event.
 func routingCopyScope(st *store.Store) outbox.BatchScope {
 	return func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error) {
-		leads := make([]store.LeadRef, 0, len(evs))
+		leads := make([]postgres.Key, 0, len(evs))
 		for _, ev := range evs {
 			payload, err := ev.GetPayload().UnmarshalNew()
 			if err != nil || !handoff.OnlyUpdatesRoutingCopy(payload) {
 				return ctx, nil, nil // handled one by one, where a bad payload is reported
 			}
 			if ev.GetWorkspace() != "" && ev.GetLead() != "" {
-				leads = append(leads, store.LeadRef{Workspace: ev.GetWorkspace(), Lead: ev.GetLead()})
+				leads = append(leads, postgres.Key{Workspace: ev.GetWorkspace(), ID: ev.GetLead()})
 			}
 		}
 		return st.BeginUnit(ctx, tx, leads)

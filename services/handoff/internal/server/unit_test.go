@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
+	"github.com/leadflow/leadflow/pkg/pgtest"
 )
 
 // A delivery of routing-copy news handled in one store unit leaves exactly
@@ -81,26 +81,9 @@ func TestRoutingCopyNewsInAUnitLeavesWhatOneByOneLeaves(t *testing.T) {
 // routingState describes the routing copies and handoffs, without ids.
 func (f *fixture) routingState() string {
 	f.t.Helper()
-	var out strings.Builder
-	for _, q := range []string{
+	return pgtest.Dump(f.t, f.pool,
 		`SELECT workspace_id, id, facts::text, attributes_time, score_time, stage_time FROM leads ORDER BY 1, 2`,
 		`SELECT workspace_id, lead_id, 'handoff', state FROM handoffs ORDER BY 1, 2`,
 		`SELECT workspace_id, id FROM erased_leads ORDER BY 1, 2`,
-	} {
-		rows, err := f.pool.Query(f.t.Context(), q)
-		if err != nil {
-			f.t.Fatalf("%s: %v", q, err)
-		}
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			fmt.Fprintln(&out, vals...)
-		}
-		if err := rows.Err(); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	return out.String()
+	)
 }

@@ -47,7 +47,7 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 		return handoff.LeadCopy{}, false, errors.New("lock lead outside a transaction")
 	}
 	if u := unitOf(ctx); u != nil {
-		if l := u.leads[leadKey{workspace, id}]; l != nil {
+		if l := u.leads[postgres.Key{Workspace: workspace, ID: id}]; l != nil {
 			return l.copy(), l.erased, nil
 		}
 	}
@@ -115,7 +115,7 @@ UPDATE leads SET facts = $3, attributes_time = $4, score_time = $5, stage_time =
  WHERE workspace_id = $1 AND id = $2`
 	args := []any{c.Workspace, c.ID, marshalFacts(c.Facts), c.AttributesTime, c.ScoreTime, c.StageTime, c.OriginTraceparent}
 	if u := unitOf(ctx); u != nil {
-		if l := u.leads[leadKey{c.Workspace, c.ID}]; l != nil {
+		if l := u.leads[postgres.Key{Workspace: c.Workspace, ID: c.ID}]; l != nil {
 			u.b.Queue(q, args...)
 			l.c = cloneCopy(c)
 			return nil

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -26,10 +24,8 @@ import (
 // anything else (open or cancel a handoff, erase, merge) gets no unit.
 type unit struct {
 	b     *pgx.Batch
-	leads map[leadKey]*unitLead
+	leads map[postgres.Key]*unitLead
 }
-
-type leadKey struct{ workspace, lead string }
 
 // unitLead is a lead's routing copy as the unit's writes so far leave it.
 type unitLead struct {
@@ -59,40 +55,28 @@ func unitOf(ctx context.Context) *unit {
 	return u
 }
 
-// LeadRef names a lead of a workspace.
-type LeadRef struct{ Workspace, Lead string }
-
 // BeginUnit locks and reads the routing copies of leads in tx, as LockLead
 // does, and returns a context in which LockLead and PutLead, for those
 // leads, use what it read and queue their writes; flush sends them.
-func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []LeadRef) (context.Context, func(context.Context) error, error) {
+func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []postgres.Key) (context.Context, func(context.Context) error, error) {
 	if tx == nil {
 		return nil, nil, errors.New("begin unit outside a transaction")
 	}
-	refs := slices.Clone(leads)
-	// In one order, so concurrent units sharing leads take turns rather than
-	// deadlock.
-	slices.SortFunc(refs, func(a, b LeadRef) int {
-		return cmp.Or(cmp.Compare(a.Workspace, b.Workspace), cmp.Compare(a.Lead, b.Lead))
-	})
-	refs = slices.Compact(refs)
-	read := make([]*unitLead, len(refs))
 	b := &pgx.Batch{}
 	// Every lead's turn first, then the rows: a merge holds one lead's turn
 	// and row while it waits for the other's, so taking turn and row lead
 	// by lead could close a cycle with it.
-	for _, r := range refs {
-		b.Queue(postgres.LockKey, r.Workspace, r.Lead)
-	}
+	refs := postgres.QueueLockKeys(b, leads)
+	read := make([]*unitLead, len(refs))
 	for i, r := range refs {
-		queueReadLead(b, r.Workspace, r.Lead, &read[i])
+		queueReadLead(b, r.Workspace, r.ID, &read[i])
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("lock leads: %w", err)
 	}
-	u := &unit{b: &pgx.Batch{}, leads: make(map[leadKey]*unitLead, len(refs))}
-	for i, r := range refs {
-		u.leads[leadKey{r.Workspace, r.Lead}] = read[i]
+	u := &unit{b: &pgx.Batch{}, leads: make(map[postgres.Key]*unitLead, len(refs))}
+	for i, key := range refs {
+		u.leads[key] = read[i]
 	}
 	flush := func(ctx context.Context) error {
 		if err := postgres.SendBatch(ctx, tx, u.b); err != nil {

@@ -20,6 +20,7 @@ import (
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/lifecycle/internal/lifecycle"
 	"github.com/leadflow/leadflow/services/lifecycle/internal/store"
 )
@@ -74,12 +75,12 @@ func init() {
 // and their writes sent in one more (store.BeginUnit).
 func Scope(st *store.Store) outbox.BatchScope {
 	return func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error) {
-		leads := make([]store.LeadRef, 0, len(evs))
+		leads := make([]postgres.Key, 0, len(evs))
 		for _, ev := range evs {
 			if !inUnit[ev.GetType()] || ev.GetLead() == "" {
 				return ctx, nil, nil
 			}
-			leads = append(leads, store.LeadRef{Workspace: ev.GetWorkspace(), Lead: ev.GetLead()})
+			leads = append(leads, postgres.Key{Workspace: ev.GetWorkspace(), ID: ev.GetLead()})
 		}
 		return st.WithTx(tx).BeginUnit(ctx, leads)
 	}

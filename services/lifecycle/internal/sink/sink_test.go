@@ -336,8 +336,7 @@ func TestEventsInAUnitLeaveWhatOneByOneLeaves(t *testing.T) {
 // differ between runs.
 func (f fixture) state(t *testing.T) string {
 	t.Helper()
-	var out strings.Builder
-	for _, q := range []string{
+	return pgtest.Dump(t, f.pool,
 		`SELECT workspace_id || '/' || lead_id, stage, previous_stage, reason, recycle_count, version, score, source, campaign
 		   FROM leads ORDER BY 1`,
 		`SELECT workspace_id, lead_id, from_stage, to_stage, reason, trigger, event_id, temperature
@@ -348,22 +347,5 @@ func (f fixture) state(t *testing.T) string {
 		`SELECT workspace_id, from_stage, to_stage, sum(n) FROM funnel_conversions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, lead_id, event_type, count(*) FROM outbox GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, lead_id, survivor_id FROM gone_leads ORDER BY 1, 2`,
-	} {
-		rows, err := f.pool.Query(t.Context(), q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintln(&out, vals...)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		out.WriteString("--\n")
-	}
-	return out.String()
+	)
 }

@@ -217,7 +217,7 @@ func (s *Store) update(ctx context.Context, workspace, lead, requestID string, f
 	var res lifecycle.Result
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if u := unitOf(ctx); u != nil && follow && requestID == "" {
-			if l := u.leads[leadKey{workspace, lead}]; l != nil {
+			if l := u.leads[postgres.Key{Workspace: workspace, ID: lead}]; l != nil {
 				var err error
 				res, err = s.updateInUnit(ctx, tx, u, l, journey, fn)
 				return err

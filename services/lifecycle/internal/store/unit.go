@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,10 +25,8 @@ import (
 // delivery with it, and the relay delivers the events one by one.
 type unit struct {
 	b     *pgx.Batch
-	leads map[leadKey]*locked // by the lead an event names; leads merged into one share its state
+	leads map[postgres.Key]*locked // by the lead an event names; leads merged into one share its state
 }
-
-type leadKey struct{ workspace, lead string }
 
 type unitKey struct{}
 
@@ -39,33 +35,21 @@ func unitOf(ctx context.Context) *unit {
 	return u
 }
 
-// LeadRef names a lead of a workspace.
-type LeadRef struct{ Workspace, Lead string }
-
 var errUnitLeadChanged = errors.New("a lead changed under a batch of events")
 
 // BeginUnit locks and reads leads (following merges) in the store's
 // transaction and returns a context in which UpdateFollowing and
 // RecordStepFollowing, for those leads, queue their writes instead of making
 // them; flush sends them. The store must be bound to a transaction.
-func (s *Store) BeginUnit(ctx context.Context, leads []LeadRef) (context.Context, func(context.Context) error, error) {
+func (s *Store) BeginUnit(ctx context.Context, leads []postgres.Key) (context.Context, func(context.Context) error, error) {
 	if s.tx == nil {
 		return nil, nil, errors.New("begin unit: the store is not bound to a transaction")
 	}
-	refs := slices.Clone(leads)
-	// Keys in one order, so concurrent units and single events that share
-	// leads take turns rather than deadlock.
-	slices.SortFunc(refs, func(a, b LeadRef) int {
-		return cmp.Or(cmp.Compare(a.Workspace, b.Workspace), cmp.Compare(a.Lead, b.Lead))
-	})
-	refs = slices.Compact(refs)
 	b := &pgx.Batch{}
-	for _, r := range refs {
-		b.Queue(postgres.LockKey, r.Workspace, r.Lead)
-	}
+	refs := postgres.QueueLockKeys(b, leads) // every turn before any row
 	rows := make([]lockRow, len(refs))
 	for i, r := range refs {
-		b.Queue(lockLeadSQL, r.Workspace, r.Lead, true, maxMergeChain).Query(func(res pgx.Rows) error {
+		b.Queue(lockLeadSQL, r.Workspace, r.ID, true, maxMergeChain).Query(func(res pgx.Rows) error {
 			var err error
 			rows[i], err = pgx.CollectExactlyOneRow(res, pgx.RowToStructByName[lockRow])
 			return err
@@ -74,14 +58,14 @@ func (s *Store) BeginUnit(ctx context.Context, leads []LeadRef) (context.Context
 	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("lock leads: %w", err)
 	}
-	u := &unit{b: &pgx.Batch{}, leads: make(map[leadKey]*locked, len(refs))}
-	byTarget := map[leadKey]*locked{}
-	for i, r := range refs {
-		l, err := rows[i].locked(r.Lead, true)
+	u := &unit{b: &pgx.Batch{}, leads: make(map[postgres.Key]*locked, len(refs))}
+	byTarget := map[postgres.Key]*locked{}
+	for i, key := range refs {
+		l, err := rows[i].locked(key.ID, true)
 		if err != nil {
 			return nil, nil, err
 		}
-		key, target := leadKey{r.Workspace, r.Lead}, leadKey{r.Workspace, l.lead}
+		target := postgres.Key{Workspace: key.Workspace, ID: l.lead}
 		if l.gone {
 			u.leads[key] = &l
 			continue
@@ -165,7 +149,7 @@ func (s *Store) updateInUnit(ctx context.Context, tx pgx.Tx, u *unit, l *locked,
 // lead, the write is queued.
 func (s *Store) RecordStepFollowing(ctx context.Context, workspace, lead string, st lifecycle.JourneyStep) error {
 	if u := unitOf(ctx); u != nil {
-		if l := u.leads[leadKey{workspace, lead}]; l != nil {
+		if l := u.leads[postgres.Key{Workspace: workspace, ID: lead}]; l != nil {
 			if !l.gone {
 				queueStep(u.b, workspace, l.lead, st)
 			}

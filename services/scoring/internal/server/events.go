@@ -9,6 +9,7 @@ import (
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/pkg/service"
 	"github.com/leadflow/leadflow/services/scoring/internal/scoring"
 	"github.com/leadflow/leadflow/services/scoring/internal/store"
@@ -31,7 +32,7 @@ func NewSink(pool *pgxpool.Pool, svc *scoring.Service, st *store.Store) *outbox.
 // store unit: two round trips for the lot instead of two per event.
 func FactsScope(svc *scoring.Service, st *store.Store) outbox.BatchScope {
 	return func(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event) (context.Context, func(context.Context) error, error) {
-		leads := make([]store.LeadRef, 0, len(evs))
+		leads := make([]postgres.Key, 0, len(evs))
 		for _, ev := range evs {
 			payload, err := ev.GetPayload().UnmarshalNew()
 			if err != nil {
@@ -42,7 +43,7 @@ func FactsScope(svc *scoring.Service, st *store.Store) outbox.BatchScope {
 				if ev.GetWorkspace() == "" || ev.GetLead() == "" {
 					return ctx, nil, nil
 				}
-				leads = append(leads, store.LeadRef{Workspace: ev.GetWorkspace(), Lead: ev.GetLead()})
+				leads = append(leads, postgres.Key{Workspace: ev.GetWorkspace(), ID: ev.GetLead()})
 			case *eventsv1.StageChanged:
 				if scoring.StageMatters(p.GetToStage()) {
 					return ctx, nil, nil

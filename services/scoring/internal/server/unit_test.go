@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	"github.com/leadflow/leadflow/pkg/grpctest"
+	"github.com/leadflow/leadflow/pkg/pgtest"
 )
 
 // A delivery of facts and activities handled in one store unit leaves
@@ -109,28 +109,11 @@ func TestUnitRefusesAnActivityIdOfAnotherLead(t *testing.T) {
 // scoringState describes what scoring holds, without generated ids.
 func (f *fixture) scoringState(t *testing.T) string {
 	t.Helper()
-	var out strings.Builder
-	for _, q := range []string{
+	return pgtest.Dump(t, f.pool,
 		`SELECT row_to_json(l)::text FROM leads l ORDER BY workspace_id, id`,
 		`SELECT workspace_id, lead_id, id, type FROM activities ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, lead_id, up, total_score FROM threshold_crossings ORDER BY 1, 2, 3, 4`,
 		`SELECT lead_id, event_type, count(*) FROM outbox GROUP BY 1, 2 ORDER BY 1, 2`,
 		`SELECT workspace_id, lead_id, survivor_id FROM lead_tombstones ORDER BY 1, 2`,
-	} {
-		rows, err := f.pool.Query(context.Background(), q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintln(&out, vals...)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out.String()
+	)
 }

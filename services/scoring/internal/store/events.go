@@ -36,7 +36,7 @@ func (s *Store) OpenLead(ctx context.Context, r scoring.OpenLeadRequest) (scorin
 		return scoring.OpenedLead{}, errors.New("open lead outside a transaction")
 	}
 	if u := unitOf(ctx); u != nil {
-		if o := u.leads[leadKey{r.Workspace, r.Lead}]; o != nil {
+		if o := u.leads[postgres.Key{Workspace: r.Workspace, ID: r.Lead}]; o != nil {
 			return u.open(o, r)
 		}
 	}
@@ -140,7 +140,7 @@ func (s *Store) SaveScored(ctx context.Context, l scoring.Lead, c *scoring.Cross
 		return errors.New("save scored lead outside a transaction")
 	}
 	if u := unitOf(ctx); u != nil {
-		if o := u.leads[leadKey{l.Workspace, l.ID}]; o != nil {
+		if o := u.leads[postgres.Key{Workspace: l.Workspace, ID: l.ID}]; o != nil {
 			o.Lead = l
 			return s.queueSaveScored(ctx, u.b, l, c, events)
 		}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,10 +39,8 @@ func opened(o scoring.OpenedLead) scoring.OpenedLead {
 // events one by one.
 type unit struct {
 	b     *pgx.Batch
-	leads map[leadKey]*scoring.OpenedLead // as the unit's writes so far leave them
+	leads map[postgres.Key]*scoring.OpenedLead // as the unit's writes so far leave them
 }
-
-type leadKey struct{ workspace, lead string }
 
 type unitKey struct{}
 
@@ -78,36 +75,24 @@ func (u *unit) open(o *scoring.OpenedLead, r scoring.OpenLeadRequest) (scoring.O
 	return out, nil
 }
 
-// LeadRef names a lead of a workspace.
-type LeadRef struct{ Workspace, Lead string }
-
 // BeginUnit opens leads in tx as OpenLead does (following tombstones, with
 // their live model and activities) and returns a context in which OpenLead
 // and SaveScored, for those leads, use what it read and queue their writes;
 // flush sends them. A nil flush means no unit: a lead was merged away or
 // vanished, and the events are better handled one by one.
-func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []LeadRef, now time.Time) (context.Context, func(context.Context) error, error) {
+func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []postgres.Key, now time.Time) (context.Context, func(context.Context) error, error) {
 	if tx == nil {
 		return nil, nil, errors.New("begin unit outside a transaction")
 	}
-	refs := slices.Clone(leads)
-	// In one order, so concurrent units sharing leads take turns rather than
-	// deadlock.
-	slices.SortFunc(refs, func(a, b LeadRef) int {
-		return cmp.Or(cmp.Compare(a.Workspace, b.Workspace), cmp.Compare(a.Lead, b.Lead))
-	})
-	refs = slices.Compact(refs)
-	read := make([]scoring.OpenedLead, len(refs))
 	b := &pgx.Batch{}
 	// Every lead's turn first, then the rows: a merge holds one lead's turn
 	// while it locks the other's row, so taking turn and row lead by lead
 	// could close a cycle with it.
-	for _, r := range refs {
-		b.Queue(postgres.LockKey, r.Workspace, r.Lead)
-	}
+	refs := postgres.QueueLockKeys(b, leads)
+	read := make([]scoring.OpenedLead, len(refs))
 	for i, r := range refs {
 		req := scoring.OpenLeadRequest{
-			Workspace: r.Workspace, Lead: r.Lead, CreateTime: now, FollowTombstones: true, Score: true,
+			Workspace: r.Workspace, Lead: r.ID, CreateTime: now, FollowTombstones: true, Score: true,
 		}
 		if err := queueOpenLead(b, req, &read[i]); err != nil {
 			return nil, nil, err
@@ -116,13 +101,13 @@ func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []LeadRef, now t
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("open leads: %w", err)
 	}
-	u := &unit{b: &pgx.Batch{}, leads: make(map[leadKey]*scoring.OpenedLead, len(refs))}
-	for i, r := range refs {
+	u := &unit{b: &pgx.Batch{}, leads: make(map[postgres.Key]*scoring.OpenedLead, len(refs))}
+	for i, key := range refs {
 		o := opened(read[i])
 		if o.Survivor != "" || (!o.Tombstoned && !o.Found) {
 			return ctx, nil, nil
 		}
-		u.leads[leadKey{r.Workspace, r.Lead}] = &o
+		u.leads[key] = &o
 	}
 	flush := func(ctx context.Context) error {
 		if err := postgres.SendBatch(ctx, tx, u.b); err != nil {
