@@ -757,6 +757,21 @@ func deliveryFailedTo(out, subscriber string) bool {
 	return false
 }
 
+// startFaultSuite starts a suite for a fault test (none with -short), with
+// its REST client and the metrics ports of the services that relay events.
+func startFaultSuite(t *testing.T) (progress, *suitetest.Suite, *faultClient, []int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the whole suite; skipped with -short")
+	}
+	pr := newProgress(t)
+	s := suitetest.Start(t, suitetest.DataDir(t))
+	c := newFaultClient(s)
+	relays := outboxPorts(t, s)
+	pr.log("suite up")
+	return pr, s, c, relays
+}
+
 // TestPostgresCrashLosesNoAcknowledgedLead crashes PostgreSQL (an immediate
 // shutdown: no checkpoint, every connection cut) while leads and their demo
 // requests are being captured over REST, and starts it again; the services
@@ -766,14 +781,7 @@ func deliveryFailedTo(out, subscriber string) bool {
 // promptly with a server error, and every lead must reach scoring,
 // lifecycle and handoff exactly once.
 func TestPostgresCrashLosesNoAcknowledgedLead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole suite; skipped with -short")
-	}
-	pr := newProgress(t)
-	s := suitetest.Start(t, suitetest.DataDir(t))
-	c := newFaultClient(s)
-	relays := outboxPorts(t, s)
-	pr.log("suite up")
+	pr, s, c, relays := startFaultSuite(t)
 	const source = "pg-crash"
 	leads := newFaultLeads(source, 240)
 
@@ -837,14 +845,7 @@ func TestPostgresCrashLosesNoAcknowledgedLead(t *testing.T) {
 // stage and journey that one application of each of its events gives, so
 // an event lost or applied twice (a second journey step) fails the test.
 func TestKilledReceiversLoseNoEvent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole suite; skipped with -short")
-	}
-	pr := newProgress(t)
-	s := suitetest.Start(t, suitetest.DataDir(t))
-	c := newFaultClient(s)
-	relays := outboxPorts(t, s)
-	pr.log("suite up")
+	pr, s, c, relays := startFaultSuite(t)
 	const source = "receiver-kill"
 	leads := newFaultLeads(source, 240)
 
@@ -896,14 +897,7 @@ func TestKilledReceiversLoseNoEvent(t *testing.T) {
 // their lease runs out and are then delivered to every subscriber again.
 // Lifecycle and handoff get them twice and must apply them once.
 func TestKilledRelayDeliversLeasedEvents(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole suite; skipped with -short")
-	}
-	pr := newProgress(t)
-	s := suitetest.Start(t, suitetest.DataDir(t))
-	c := newFaultClient(s)
-	relays := outboxPorts(t, s)
-	pr.log("suite up")
+	pr, s, c, relays := startFaultSuite(t)
 	db := connect(t, s)
 	const source = "relay-kill"
 	leads := newFaultLeads(source, 150)

@@ -275,6 +275,36 @@ func TestOpenLeadAddsActivity(t *testing.T) {
 // its own uncommitted row): the service must not remember it as existing.
 func TestWorkspaceMetInARolledBackTransactionIsCreatedAgain(t *testing.T) {
 	ctx := context.Background()
+	pool, st, svc, facts := meetFreshWorkspaceThenRollBack(t)
+	if err := inTx(t, pool, st, func(tx *store.Store) error {
+		return svc.ApplyFacts(ctx, tx, "fresh", "l3", facts, t0)
+	}); err != nil {
+		t.Fatalf("after the rollback: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM models WHERE workspace_id = 'fresh' AND state = 'published'`); n != 1 {
+		t.Fatalf("%d live models, want the default", n)
+	}
+}
+
+// The API heals a workspace remembered from a rolled-back transaction too:
+// publishing a model there records the workspace first.
+func TestPublishInAWorkspaceMetInARolledBackTransaction(t *testing.T) {
+	ctx := context.Background()
+	_, _, svc, _ := meetFreshWorkspaceThenRollBack(t)
+	m, err := svc.CreateModel(ctx, scoring.Model{Workspace: "fresh", ID: "mine", Rules: scoring.DefaultRules()}, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.PublishModel(ctx, "fresh", m.ID, m.Etag); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// meetFreshWorkspaceThenRollBack has a transaction meet workspace "fresh"
+// twice (creating it, then seeing its own row) and roll back.
+func meetFreshWorkspaceThenRollBack(t *testing.T) (*pgxpool.Pool, *store.Store, *scoring.Service, scoring.LeadFacts) {
+	t.Helper()
+	ctx := context.Background()
 	pool, st := newStore(t)
 	svc := scoring.NewService(st)
 	facts := scoring.LeadFacts{Industry: "software", EmployeeCount: 200}
@@ -290,39 +320,5 @@ func TestWorkspaceMetInARolledBackTransactionIsCreatedAgain(t *testing.T) {
 	if !errors.Is(err, errRollback) {
 		t.Fatalf("first transaction: %v", err)
 	}
-	if err := inTx(t, pool, st, func(tx *store.Store) error {
-		return svc.ApplyFacts(ctx, tx, "fresh", "l3", facts, t0)
-	}); err != nil {
-		t.Fatalf("after the rollback: %v", err)
-	}
-	if n := count(t, pool, `SELECT count(*) FROM models WHERE workspace_id = 'fresh' AND state = 'published'`); n != 1 {
-		t.Fatalf("%d live models, want the default", n)
-	}
-}
-
-// The API heals a workspace remembered from a rolled-back transaction too:
-// publishing a model there records the workspace first.
-func TestPublishInAWorkspaceMetInARolledBackTransaction(t *testing.T) {
-	ctx := context.Background()
-	pool, st := newStore(t)
-	svc := scoring.NewService(st)
-	facts := scoring.LeadFacts{Industry: "software", EmployeeCount: 200}
-	errRollback := errors.New("roll back")
-	if err := inTx(t, pool, st, func(tx *store.Store) error {
-		for _, lead := range []string{"l1", "l2"} {
-			if err := svc.ApplyFacts(ctx, tx, "fresh", lead, facts, t0); err != nil {
-				return err
-			}
-		}
-		return errRollback
-	}); !errors.Is(err, errRollback) {
-		t.Fatalf("first transaction: %v", err)
-	}
-	m, err := svc.CreateModel(ctx, scoring.Model{Workspace: "fresh", ID: "mine", Rules: scoring.DefaultRules()}, "", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := svc.PublishModel(ctx, "fresh", m.ID, m.Etag); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	return pool, st, svc, facts
 }
