@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/grpcerr"
+	"github.com/leadflow/leadflow/pkg/postgres"
 )
 
 // Log attribute keys shared by the interceptors.
@@ -129,6 +130,11 @@ func mapError(ctx context.Context, log *slog.Logger, method string, err error) e
 	case code == codes.Unavailable:
 		// Usually a dependency; the cause is in err, not in the status.
 		log.LogAttrs(ctx, slog.LevelWarn, "grpc handler unavailable",
+			slog.String(keyMethod, method), slog.Any("error", err))
+	case code == codes.Aborted && postgres.IsRetryable(err):
+		// A deadlock or serialization failure that outlasted the retries:
+		// the client is told to retry, but someone should know.
+		log.LogAttrs(ctx, slog.LevelWarn, "grpc handler conflicted",
 			slog.String(keyMethod, method), slog.Any("error", err))
 	}
 	return st.Err()

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -68,6 +69,8 @@ func (f *fakeIdentity) GetWorkspace(ctx context.Context, req *identityv1.GetWork
 		return nil, fmt.Errorf("query workspace: %w", errors.New(`relation "workspaces" does not exist`))
 	case "workspaces/panic":
 		panic("nil map in workspace cache")
+	case "workspaces/deadlocked":
+		return nil, fmt.Errorf("update workspace: %w", &pgconn.PgError{Code: "40P01", Message: "deadlock detected"})
 	case "workspaces/slow":
 		f.entered <- struct{}{}
 		select {
@@ -247,6 +250,13 @@ func TestUnaryErrors(t *testing.T) {
 			want:        status.New(codes.Internal, grpcerr.InternalMessage),
 			wantHandled: true,
 			wantLog:     `query workspace: relation \"workspaces\" does not exist`,
+		},
+		{
+			name:        "a conflict that outlasted the retries is logged",
+			workspace:   "workspaces/deadlocked",
+			want:        status.New(codes.Aborted, grpcerr.ConflictMessage),
+			wantHandled: true,
+			wantLog:     `"msg":"grpc handler conflicted"`,
 		},
 		{
 			name:        "panic becomes internal",
