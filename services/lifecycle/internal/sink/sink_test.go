@@ -349,3 +349,41 @@ func (f fixture) state(t *testing.T) string {
 		`SELECT workspace_id, lead_id, survivor_id FROM gone_leads ORDER BY 1, 2`,
 	)
 }
+
+// An erasure waits for an event that writes on the lead under its row lock
+// without taking its turn (an event about a lead merged into it), and then
+// removes what that event wrote too.
+func TestErasureWaitsForAnEventOnItsRow(t *testing.T) {
+	f := newFixture(t)
+	f.deliver(t, event(t, "acme", "b", "ingestion", captured))
+	// What an event about a lead merged into b does: lock b's row and
+	// write its history, under another lead's turn.
+	tx, err := f.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context()) //nolint:errcheck // committed below
+	if _, err := tx.Exec(t.Context(), `SELECT FROM leads WHERE workspace_id = 'acme' AND lead_id = 'b' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `
+INSERT INTO journey_steps (workspace_id, lead_id, kind, step_time, description, source, traceparent, trace_id)
+VALUES ('acme', 'b', 'assigned', now(), 'assigned to owners/bert', 'handoff', '', '')`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		st := store.New(f.pool, store.NewPublisher("lifecycle", "handoff"))
+		done <- st.Erase(t.Context(), "acme", "b")
+	}()
+	pgtest.AwaitLockWait(t, f.pool, done)
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("erase: %v", err)
+	}
+	if got := f.rowsAbout(t, "b"); got[0]+got[1]+got[2] != 0 {
+		t.Fatalf("after the erasure b keeps lead, transitions, journey steps = %v, want none", got[:3])
+	}
+}

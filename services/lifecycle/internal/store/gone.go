@@ -39,7 +39,14 @@ func (s *Store) Resolve(ctx context.Context, workspace, lead string) (string, bo
 // recreating the lead.
 func (s *Store) Erase(ctx context.Context, workspace, lead string) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, postgres.LockKey, workspace, lead); err != nil {
+		// The lead's turn, then its row: an event about a lead merged into
+		// this one takes the merged lead's turn, not this one's, and writes
+		// under this row's lock. Waiting for that row here, the statements
+		// below see (and remove) what such an event wrote.
+		b := &pgx.Batch{}
+		b.Queue(postgres.LockKey, workspace, lead)
+		b.Queue(`SELECT FROM leads WHERE workspace_id = $1 AND lead_id = $2 FOR UPDATE`, workspace, lead)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("hold lead: %w", err)
 		}
 		if err := applyFunnel(ctx, tx, workspace, lead, -1); err != nil {
