@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -564,16 +562,4 @@ func (r *Relay) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func truncate(s string) string {
-	const limit = 2000
-	if len(s) <= limit {
-		return s
-	}
-	// On a character boundary: PostgreSQL refuses invalid UTF-8, and the
-	// pass could then never be recorded.
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strings.ToValidUTF8(s[:cut], "")
-}
+func truncate(s string) string { return postgres.Text(s, 2000) }

@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/services/handoff/internal/egress"
 	"github.com/leadflow/leadflow/services/handoff/internal/handoff"
 	"github.com/leadflow/leadflow/services/handoff/webhook"
@@ -116,7 +118,7 @@ func (w *Worker) post(ctx context.Context, c handoff.Claim, now time.Time) hando
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(c.Delivery.Payload))
 	if err != nil {
-		a.Error = truncate(err.Error())
+		a.Error = "invalid webhook URL" // the parse error would quote it whole
 		return a
 	}
 	req.Header = webhook.Headers(c.Delivery.EventID, now, c.Delivery.Payload, c.Secrets...)
@@ -131,7 +133,7 @@ func (w *Worker) post(ctx context.Context, c handoff.Claim, now time.Time) hando
 		return a
 	}
 	if err != nil {
-		a.Error = truncate(err.Error())
+		a.Error = attemptError(err)
 		return a
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -140,9 +142,21 @@ func (w *Worker) post(ctx context.Context, c handoff.Claim, now time.Time) hando
 	return a
 }
 
-func truncate(s string) string {
-	if len(s) > maxErrorLen {
-		return s[:maxErrorLen]
+// attemptError describes a failed attempt for the delivery's record and the
+// logs. The client's error quotes the URL: it is cut to scheme, host and
+// path, as a query string or user info is where receivers put tokens.
+func attemptError(err error) string {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
 	}
-	return s
+	return postgres.Text(err.Error(), maxErrorLen)
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "the webhook URL"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }

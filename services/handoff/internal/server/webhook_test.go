@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -394,5 +396,36 @@ func TestWebhookDeliveryRefusedAtDial(t *testing.T) {
 	if a.GetHttpStatusCode() != 0 || !strings.Contains(a.GetError(), "destination address not allowed") ||
 		strings.Contains(a.GetError(), "127.0.0.1") {
 		t.Fatalf("attempt = %v; want the refusal, without the address", a)
+	}
+}
+
+// A failed attempt is recorded and logged without the URL's query string,
+// where receivers put tokens.
+func TestWebhookAttemptErrorHidesTheURLsQuery(t *testing.T) {
+	f := newFixture(t)
+	setUpRouting(f)
+	rcv := newReceiver(t, f.clock.Now)
+	sub := f.subscribe(rcv.srv.URL+"/hook?token=s3cret-token", 0, handoffv1.WebhookEventType_WEBHOOK_EVENT_TYPE_HANDOFF_ASSIGNED)
+	client := rcv.srv.Client()
+	rcv.srv.Close() // every attempt now fails in the transport, quoting the URL
+	var logs bytes.Buffer
+	worker := dispatch.New(f.app.Store, client, f.clock.Now, slog.New(slog.NewJSONHandler(&logs, nil)))
+	f.qualify("lead-1", &eventsv1.LeadAttributes{Country: "DE"})
+
+	if n, err := worker.DeliverDue(context.Background()); err != nil || n != 1 {
+		t.Fatalf("delivered %d, %v; want 1", n, err)
+	}
+	resp, err := f.client.ListWebhookDeliveries(f.ctx, &handoffv1.ListWebhookDeliveriesRequest{
+		Parent: sub.GetWebhookSubscription().GetName(), State: handoffv1.WebhookDelivery_STATE_PENDING,
+	})
+	if err != nil || len(resp.GetWebhookDeliveries()) != 1 {
+		t.Fatalf("pending deliveries = %v, %v; want one", resp, err)
+	}
+	a := resp.GetWebhookDeliveries()[0].GetAttempts()[0]
+	if a.GetError() == "" || !strings.Contains(a.GetError(), "/hook") || strings.Contains(a.GetError(), "s3cret") {
+		t.Fatalf("attempt error %q: want the failure and the path, not the token", a.GetError())
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Fatalf("the token reached the logs:\n%s", logs.String())
 	}
 }
