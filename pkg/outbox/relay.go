@@ -71,6 +71,9 @@ type RelayOptions struct {
 	Lease time.Duration
 }
 
+// DefaultLease is RelayOptions.Lease unless set.
+const DefaultLease = 30 * time.Second
+
 // Relay moves events from a service's outbox to their subscribers.
 type Relay struct {
 	pool    *pgxpool.Pool
@@ -105,7 +108,7 @@ func NewRelay(pool *pgxpool.Pool, schema string, sinks map[string]Sink, opts Rel
 		opts.MaxBackoff = 5 * time.Minute
 	}
 	if opts.Lease <= 0 {
-		opts.Lease = 30 * time.Second
+		opts.Lease = DefaultLease
 	}
 	return &Relay{
 		pool: pool, channel: Channel(schema), sinks: sinks, opts: opts,
