@@ -283,13 +283,10 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	for i, p := range batch {
 		ids[i] = p.id
 	}
-	renewed := make(chan time.Time, 1)
-	stopRenewing := r.renew(ctx, ids, renewed)
+	stopRenewing := r.renew(ctx, ids)
 	r.deliverAll(ctx, batch)
-	stopRenewing()
-	select {
-	case leased = <-renewed:
-	default:
+	if last := stopRenewing(); !last.IsZero() {
+		leased = last
 	}
 	// Record even when ctx ended mid-pass: what was delivered stays
 	// delivered. Until the lease runs out no other pass takes these rows,
@@ -322,11 +319,12 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 }
 
 // renew extends the lease on ids every third of it until the returned stop
-// is called, sending the time of each renewal that took on renewed (the
-// latest only). A failed renewal is left to the next one.
-func (r *Relay) renew(ctx context.Context, ids []int64, renewed chan time.Time) (stop func()) {
+// is called; stop returns when the last renewal that took began (zero if
+// none did). A failed renewal is left to the next one.
+func (r *Relay) renew(ctx context.Context, ids []int64) (stop func() time.Time) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	var last time.Time // written by the goroutine, read after wg.Wait
 	wg.Go(func() {
 		tick := time.NewTicker(r.opts.Lease / 3)
 		defer tick.Stop()
@@ -338,17 +336,12 @@ func (r *Relay) renew(ctx context.Context, ids []int64, renewed chan time.Time) 
 			}
 			at := time.Now()
 			const q = `UPDATE outbox SET next_attempt_time = now() + $2::interval WHERE id = ANY($1) AND dead_time IS NULL`
-			if _, err := r.pool.Exec(ctx, q, ids, r.opts.Lease); err != nil {
-				continue
+			if _, err := r.pool.Exec(ctx, q, ids, r.opts.Lease); err == nil {
+				last = at
 			}
-			select {
-			case <-renewed:
-			default:
-			}
-			renewed <- at
 		}
 	})
-	return func() { cancel(); wg.Wait() }
+	return func() time.Time { cancel(); wg.Wait(); return last }
 }
 
 // maxBatchEvents is the most events one DeliverEvents call may carry (the
