@@ -184,8 +184,7 @@ SELECT EXISTS (SELECT FROM ins),
             THEN set_config('leadflow.created_workspaces', array_to_string(ids || $1::text, E'\n'), true) END
   FROM noted`
 	var created, mine bool
-	var noted *string
-	if err := s.q.QueryRow(ctx, q, m.Workspace, m.Version).Scan(&created, &mine, &noted); err != nil {
+	if err := s.q.QueryRow(ctx, q, m.Workspace, m.Version).Scan(&created, &mine, nil); err != nil {
 		return false, err
 	}
 	if !created {
