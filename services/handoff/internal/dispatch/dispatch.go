@@ -143,8 +143,9 @@ func (w *Worker) post(ctx context.Context, c handoff.Claim, now time.Time) hando
 }
 
 // attemptError describes a failed attempt for the delivery's record and the
-// logs. The client's error quotes the URL: it is cut to scheme, host and
-// path, as a query string or user info is where receivers put tokens.
+// logs. The client's error quotes the URL: it is cut to scheme and host, as
+// the path, query string and user info are where receivers put tokens
+// (chat webhooks carry theirs in the path).
 func attemptError(err error) string {
 	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
@@ -154,9 +155,8 @@ func attemptError(err error) string {
 
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return "the webhook URL"
 	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-	return u.String()
+	return u.Scheme + "://" + u.Host
 }
