@@ -37,8 +37,8 @@ func instrument(pool *pgxpool.Pool, subscribers []string) (metric.Registration, 
 	return meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		const q = `
 SELECT s,
-       count(*) FILTER (WHERE dead_time IS NULL),
-       count(*) FILTER (WHERE dead_time IS NOT NULL),
+       coalesce(sum(event_count) FILTER (WHERE dead_time IS NULL), 0),
+       coalesce(sum(event_count) FILTER (WHERE dead_time IS NOT NULL), 0),
        coalesce(extract(epoch FROM now() - min(create_time) FILTER (WHERE dead_time IS NULL)), 0)::float8
   FROM outbox, unnest(subscribers) AS s GROUP BY s`
 		rows, err := pool.Query(ctx, q)

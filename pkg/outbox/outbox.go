@@ -31,6 +31,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"hash/fnv"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -94,8 +95,32 @@ type Message struct {
 	Payload   proto.Message
 }
 
-// outboxColumns are the columns PublishAll COPYs, in its rows' order.
-var outboxColumns = []string{"event_id", "workspace_id", "subscribers", "event_type", "event", "lead_id"}
+// outboxColumns are the columns of an event's own row, in Queue's order.
+var outboxColumns = []string{"event_id", "workspace_id", "subscribers", "event_type", "event", "lead_id", "shard"}
+
+// bundleColumns are the columns of a bundle's row, in Queue's order.
+var bundleColumns = []string{"event_id", "workspace_id", "subscribers", "event_type", "events", "event_leads", "event_count", "shard"}
+
+const (
+	// bundleFrom is how many events one Queue call needs before they go
+	// in bundles: below it, a row per event keeps each erasable by its
+	// lead through an index.
+	bundleFrom = 32
+	// maxBundle bounds the events of one bundle, so one fits one
+	// DeliverEvents call.
+	maxBundle = maxBatchEvents
+	// shards is how many ways rows are spread over lanes by lead: a relay
+	// has at most this many useful lanes.
+	shards = 8
+)
+
+// shardOf is the shard of lead's events: a stable hash, so each lead's
+// events land in one shard, bundled or not.
+func shardOf(lead string) int16 {
+	h := fnv.New32a()
+	h.Write([]byte(lead)) //nolint:errcheck // a hash never fails to write
+	return int16(h.Sum32() % shards)
+}
 
 // PublishAll is Publish for many events, written with postgres.Insert: a
 // few in one round trip with the NOTIFY, many as one COPY (a bulk load) and
@@ -113,27 +138,36 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 	return evs, nil
 }
 
+// bundle is the events of one bundle row being built.
+type bundle struct {
+	workspace, typ string
+	shard          int16
+	events         [][]byte
+	leads          []string
+}
+
 // Queue is PublishAll for a caller that has statements of its own to send:
 // the events' rows and NOTIFY are queued on b, to go in the same round trip
 // when the caller sends b in tx, unless they are many, when their COPY runs
-// at once. Either way they commit or vanish with tx.
+// at once. Either way they commit or vanish with tx. From bundleFrom events
+// on, events of one workspace, type and shard share a bundle row.
 func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	now := p.now()
 	evs := make([]*eventsv1.Event, len(msgs))
-	// One row per event, naming its subscribers; the relay fans it out.
-	// Event ids go as 16-byte values, which pgx encodes in binary.
-	rows := make([][]any, 0, len(msgs))
+	ids := make([]uuid.UUID, len(msgs))
+	raws := make([][]byte, len(msgs))
+	routed := 0
 	for i, m := range msgs {
 		typ := string(m.Payload.ProtoReflect().Descriptor().FullName())
 		anyPayload, err := anypb.New(m.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("pack %s: %w", typ, err)
 		}
-		id := uuid.New()
+		ids[i] = uuid.New()
 		ev := &eventsv1.Event{
-			Id:          id.String(),
+			Id:          ids[i].String(),
 			Type:        typ,
 			Workspace:   m.Workspace,
 			Lead:        m.Lead,
@@ -144,24 +178,24 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 			Payload:     anyPayload,
 		}
 		evs[i] = ev
-		subs := p.routes[typ]
-		if len(subs) == 0 {
+		if len(p.routes[typ]) == 0 {
 			continue
 		}
-		raw, err := proto.Marshal(ev)
-		if err != nil {
+		if raws[i], err = proto.Marshal(ev); err != nil {
 			return nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
-		var lead *string
-		if m.Lead != "" {
-			lead = &m.Lead
-		}
-		rows = append(rows, []any{[16]byte(id), m.Workspace, subs, typ, raw, lead})
+		routed++
 	}
-	if len(rows) == 0 {
+	if routed == 0 {
 		return evs, nil
 	}
-	if err := postgres.Insert(ctx, tx, b, "outbox", outboxColumns, rows); err != nil {
+	var err error
+	if routed < bundleFrom {
+		err = p.insertEvents(ctx, tx, b, ids, evs, raws)
+	} else {
+		err = p.insertBundles(ctx, tx, b, evs, raws)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("insert outbox events: %w", err)
 	}
 	// NOTIFY is transactional: the relay wakes when this commits, not before.
@@ -169,19 +203,89 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 	return evs, nil
 }
 
+// insertEvents writes a row per routed event (raws[i] set). Event ids go as
+// 16-byte values, which pgx encodes in binary.
+func (p *Publisher) insertEvents(ctx context.Context, tx pgx.Tx, b *pgx.Batch, ids []uuid.UUID, evs []*eventsv1.Event, raws [][]byte) error {
+	rows := make([][]any, 0, len(evs))
+	for i, ev := range evs {
+		if raws[i] == nil {
+			continue
+		}
+		var lead *string
+		if ev.Lead != "" {
+			lead = &ev.Lead
+		}
+		rows = append(rows, []any{[16]byte(ids[i]), ev.Workspace, p.routes[ev.Type], ev.Type, raws[i], lead, shardOf(ev.Lead)})
+	}
+	return postgres.Insert(ctx, tx, b, "outbox", outboxColumns, rows)
+}
+
+// insertBundles writes the routed events (raws[i] set) in bundles of one
+// workspace, type and shard each, in the order of their first event, each
+// keeping its events in order.
+func (p *Publisher) insertBundles(ctx context.Context, tx pgx.Tx, b *pgx.Batch, evs []*eventsv1.Event, raws [][]byte) error {
+	type key struct {
+		workspace, typ string
+		shard          int16
+	}
+	open := map[key]*bundle{}
+	var all []*bundle
+	for i, ev := range evs {
+		if raws[i] == nil {
+			continue
+		}
+		k := key{ev.Workspace, ev.Type, shardOf(ev.Lead)}
+		bd := open[k]
+		if bd == nil || len(bd.events) == maxBundle {
+			bd = &bundle{workspace: k.workspace, typ: k.typ, shard: k.shard}
+			open[k] = bd
+			all = append(all, bd)
+		}
+		bd.events = append(bd.events, raws[i])
+		bd.leads = append(bd.leads, ev.Lead)
+	}
+	rows := make([][]any, len(all))
+	for i, bd := range all {
+		rows[i] = []any{[16]byte(uuid.New()), bd.workspace, p.routes[bd.typ], bd.typ, bd.events, bd.leads, len(bd.events), bd.shard}
+	}
+	return postgres.Insert(ctx, tx, b, "outbox", bundleColumns, rows)
+}
+
 // Forget deletes the undelivered events about leads in tx, including parked
 // ones, and returns how many deliveries (event and subscriber) it dropped.
 // Erasure calls it before publishing LeadErased in the same transaction:
 // the erasure supersedes those events, and they may carry personal data
-// (page URLs, custom attributes) that must not outlive it. Receivers must therefore accept a
-// LeadErased about a lead they never heard of.
+// (page URLs, custom attributes) that must not outlive it. Receivers must
+// therefore accept a LeadErased about a lead they never heard of.
+//
+// In a bundle, the leads' events are blanked (set to NULL), so the other
+// events keep their places. Bundles go first: a relay recording a pass
+// locks its rows before it splits a bundle into rows of its own, so once
+// Forget has its bundles, the rows a relay split off before are committed,
+// and the DELETE after sees them.
 func Forget(ctx context.Context, tx pgx.Tx, workspace string, leads ...string) (int64, error) {
-	const q = `
+	const blank = `
+WITH blanked AS (
+UPDATE outbox o SET events = b.events, event_leads = b.leads
+  FROM (SELECT id,
+               array_agg(CASE WHEN l = ANY($2) THEN NULL ELSE e END ORDER BY n) AS events,
+               array_agg(CASE WHEN l = ANY($2) THEN NULL ELSE l END ORDER BY n) AS leads,
+               count(*) FILTER (WHERE l = ANY($2)) AS gone
+          FROM outbox, unnest(events, event_leads) WITH ORDINALITY AS t (e, l, n)
+         WHERE workspace_id = $1 AND event_leads && $2
+         GROUP BY id) b
+ WHERE o.id = b.id
+RETURNING cardinality(o.subscribers) * b.gone AS n)
+SELECT coalesce(sum(n), 0) FROM blanked`
+	const drop = `
 WITH dropped AS (DELETE FROM outbox WHERE workspace_id = $1 AND lead_id = ANY($2) RETURNING subscribers)
 SELECT coalesce(sum(cardinality(subscribers)), 0) FROM dropped`
-	var n int64
-	if err := tx.QueryRow(ctx, q, workspace, leads).Scan(&n); err != nil {
+	var inBundles, alone int64
+	if err := tx.QueryRow(ctx, blank, workspace, leads).Scan(&inBundles); err != nil {
+		return 0, fmt.Errorf("forget bundled outbox events: %w", err)
+	}
+	if err := tx.QueryRow(ctx, drop, workspace, leads).Scan(&alone); err != nil {
 		return 0, fmt.Errorf("forget outbox events: %w", err)
 	}
-	return n, nil
+	return inBundles + alone, nil
 }

@@ -168,12 +168,12 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 		wake[lane] = make(chan struct{}, 1)
 		lanes.Go(func() {
 			for stopping.Err() == nil {
-				n, err := r.deliverDue(ctx, lane, len(wake))
+				rows, events, err := r.deliverDue(ctx, lane, len(wake))
 				if err != nil {
 					stop(err)
 					return
 				}
-				if n == r.opts.BatchSize {
+				if rows > 0 && events >= r.opts.BatchSize {
 					continue // more may be due right now
 				}
 				select {
@@ -221,17 +221,21 @@ func (r *Relay) untilNextDue(ctx context.Context) (time.Duration, error) {
 	return max(*d, 10*time.Millisecond), nil
 }
 
-// pending is one leased row: an event and the subscribers still owed it.
+// pending is one leased row: an event, or a bundle of them, and the
+// subscribers still owed it.
 type pending struct {
 	id          int64
 	subscribers []string
-	event       []byte
 	attempts    int
-	errs        []error // per subscriber, after delivery
+	bundle      bool
+	raw         [][]byte          // one event, or a bundle's (nil where blanked)
+	events      []*eventsv1.Event // decoded, nil where blanked or undecodable
+	errs        [][]error         // per event and subscriber, after delivery
 }
 
 // DeliverDue makes one pass: it leases up to BatchSize due events (skipping
-// rows another replica holds) in a short transaction, delivers each to the
+// rows another replica holds; a bundle counts as its events, and the first
+// row of a pass is leased whatever its size) in a short transaction, delivers each to the
 // subscribers still owed it with no transaction open, and records the
 // outcomes in a second short one. It returns how many events it leased.
 //
@@ -242,32 +246,45 @@ type pending struct {
 // mid-pass leaves its rows leased until the lease runs out; they are then
 // delivered again, which receivers' inboxes make harmless.
 func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
-	return r.deliverDue(ctx, 0, 1)
+	_, n, err := r.deliverDue(ctx, 0, 1)
+	return n, err
 }
 
 // deliverDue is DeliverDue for one of lanes lanes: only the events of the
-// leads that hash to lane (events about no lead count as about lead "").
-func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (int, error) {
+// shards that fall to lane. It returns how many rows and events it leased.
+func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (rowCount, eventCount int, err error) {
 	var batch []*pending
 	leased := time.Now() // no later than the database's lease starts
-	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
+	err = postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
+		// The window runs over the rows locked below it: FOR UPDATE cannot
+		// share a level with it.
 		const claim = `
 UPDATE outbox o SET next_attempt_time = now() + $2::interval
-  FROM (SELECT id FROM outbox
-         WHERE dead_time IS NULL AND next_attempt_time <= now()
-           AND (hashtext(coalesce(lead_id, '')) & 2147483647) % $3 = $4
-         ORDER BY id
-         LIMIT $1
-           FOR UPDATE SKIP LOCKED) due
+  FROM (SELECT id FROM (
+          SELECT id, sum(event_count) OVER (ORDER BY id) - event_count AS before
+            FROM (SELECT id, event_count FROM outbox
+                   WHERE dead_time IS NULL AND next_attempt_time <= now() AND shard % $3 = $4
+                   ORDER BY id
+                   LIMIT $1
+                     FOR UPDATE SKIP LOCKED) locked) counted
+         WHERE before < $1) due
  WHERE o.id = due.id
-RETURNING o.id, o.subscribers, o.event, o.attempts`
+RETURNING o.id, o.subscribers, o.event, o.events, o.attempts`
 		rows, err := tx.Query(ctx, claim, r.opts.BatchSize, r.opts.Lease, lanes, lane)
 		if err != nil {
 			return fmt.Errorf("lease outbox rows: %w", err)
 		}
 		batch, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pending, error) {
 			p := &pending{}
-			return p, row.Scan(&p.id, &p.subscribers, &p.event, &p.attempts)
+			var event []byte
+			if err := row.Scan(&p.id, &p.subscribers, &event, &p.raw, &p.attempts); err != nil {
+				return nil, err
+			}
+			p.bundle = p.raw != nil
+			if !p.bundle {
+				p.raw = [][]byte{event}
+			}
+			return p, nil
 		})
 		if err != nil {
 			return fmt.Errorf("read outbox rows: %w", err)
@@ -275,7 +292,10 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 		return nil
 	})
 	if err != nil || len(batch) == 0 {
-		return 0, err
+		return 0, 0, err
+	}
+	for _, p := range batch {
+		eventCount += len(p.raw)
 	}
 	// RETURNING has no order; deliver oldest first.
 	slices.SortFunc(batch, func(a, b *pending) int { return cmp.Compare(a.id, b.id) })
@@ -302,17 +322,17 @@ RETURNING o.id, o.subscribers, o.event, o.attempts`
 	for attempt := 0; ; attempt++ {
 		err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) })
 		if err == nil {
-			return len(batch), nil
+			return len(batch), eventCount, nil
 		}
 		if ctx.Err() != nil {
-			return len(batch), fmt.Errorf("record pass: %w", err) // shutting down: no waiting
+			return len(batch), eventCount, fmt.Errorf("record pass: %w", err) // shutting down: no waiting
 		}
 		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "events", len(batch), "error", err)
 		select {
 		case <-recordCtx.Done():
-			return len(batch), fmt.Errorf("record pass: %w", err)
+			return len(batch), eventCount, fmt.Errorf("record pass: %w", err)
 		case <-ctx.Done():
-			return len(batch), fmt.Errorf("record pass: %w", err)
+			return len(batch), eventCount, fmt.Errorf("record pass: %w", err)
 		case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
 		}
 	}
@@ -352,6 +372,7 @@ const maxBatchEvents = 500
 type delivery struct {
 	ev  *eventsv1.Event
 	row *pending
+	e   int // the event's index in row.events
 	i   int // the subscriber's index in row.subscribers
 }
 
@@ -362,16 +383,24 @@ type delivery struct {
 func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 	bySubscriber := map[string][]delivery{}
 	for _, p := range batch {
-		p.errs = make([]error, len(p.subscribers))
-		ev := &eventsv1.Event{}
-		if err := proto.Unmarshal(p.event, ev); err != nil {
-			for i := range p.errs {
-				p.errs[i] = permanent{fmt.Errorf("decode event: %w", err)}
+		p.events = make([]*eventsv1.Event, len(p.raw))
+		p.errs = make([][]error, len(p.raw))
+		for e, raw := range p.raw {
+			if raw == nil {
+				continue // blanked by an erasure
 			}
-			continue
-		}
-		for i, sub := range p.subscribers {
-			bySubscriber[sub] = append(bySubscriber[sub], delivery{ev: ev, row: p, i: i})
+			p.errs[e] = make([]error, len(p.subscribers))
+			ev := &eventsv1.Event{}
+			if err := proto.Unmarshal(raw, ev); err != nil {
+				for i := range p.errs[e] {
+					p.errs[e][i] = permanent{fmt.Errorf("decode event: %w", err)}
+				}
+				continue
+			}
+			p.events[e] = ev
+			for i, sub := range p.subscribers {
+				bySubscriber[sub] = append(bySubscriber[sub], delivery{ev: ev, row: p, e: e, i: i})
+			}
 		}
 	}
 	sem := make(chan struct{}, r.opts.Parallelism)
@@ -391,7 +420,7 @@ func (r *Relay) deliverAll(ctx context.Context, batch []*pending) {
 			wg.Go(func() {
 				defer func() { <-sem }()
 				for _, d := range byLead[lead] {
-					d.row.errs[d.i] = r.deliver(ctx, d.ev, sub, d.row.attempts)
+					d.row.errs[d.e][d.i] = r.deliver(ctx, d.ev, sub, d.row.attempts)
 				}
 			})
 		}
@@ -502,43 +531,95 @@ func (p permanent) Unwrap() error { return p.error }
 // record writes a pass's outcomes. Per event, the subscribers that took it
 // are done; those that refused it for good are split off into a parked row
 // (dead_time set) for an operator; those that failed are retried later with
-// backoff. An event nobody is owed any more is deleted.
+// backoff. A row nobody is owed anything of any more is deleted. A bundle
+// stays whole when all its events failed alike; otherwise what is left of
+// it goes back as rows of one event each.
+//
+// The rows are locked first, then read again: an erasure may have dropped
+// a row or blanked events of a bundle since the pass leased them (see
+// Forget), and what it removed must not come back.
 func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
+	ids := make([]int64, len(batch))
+	for i, p := range batch {
+		ids[i] = p.id
+	}
+	rows, err := tx.Query(ctx, `SELECT id, event_leads FROM outbox WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return fmt.Errorf("lock delivered rows: %w", err)
+	}
+	live := make(map[int64][]*string, len(batch)) // a bundle's leads; nil where blanked
+	var id int64
+	var leads []*string
+	_, err = pgx.ForEachRow(rows, []any{&id, &leads}, func() error {
+		live[id] = leads
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lock delivered rows: %w", err)
+	}
+
 	var done []int64
 	b := &pgx.Batch{}
 	for _, p := range batch {
+		leads, ok := live[p.id]
+		if !ok {
+			continue // dropped by an erasure meanwhile
+		}
 		delay := r.backoff(p.attempts + 1)
-		var retry, parked []string
-		var retryErr, parkErr error
-		for i, sub := range p.subscribers {
-			err := p.errs[i]
-			switch {
-			case err == nil:
-			case errors.As(err, new(permanent)):
-				r.opts.Logger.Error("outbox event refused for good", "subscriber", sub, "row", p.id, "error", err)
-				parked, parkErr = append(parked, sub), cmp.Or(parkErr, err)
-			default:
-				r.opts.Logger.Warn("outbox delivery failed", "subscriber", sub, "row", p.id,
-					"attempt", p.attempts+1, "retry_in", delay, "error", err)
-				retry, retryErr = append(retry, sub), cmp.Or(retryErr, err)
+		r.logFailures(p, delay)
+		var left []owed
+		for e := range p.raw {
+			if p.raw[e] == nil || (p.bundle && leads[e] == nil) {
+				continue // blanked by an erasure
+			}
+			if o := p.owed(e); len(o.retry)+len(o.parked) > 0 {
+				left = append(left, o)
 			}
 		}
-		if len(parked) > 0 {
-			b.Queue(`
-INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id,
-                    attempts, last_error, create_time, next_attempt_time, dead_time)
-SELECT event_id, workspace_id, $2, event_type, event, lead_id,
-       attempts + 1, $3, create_time, next_attempt_time, now()
-  FROM outbox WHERE id = $1`, p.id, parked, truncate(parkErr.Error()))
-		}
-		if len(retry) == 0 {
+		switch {
+		case len(left) == 0:
 			done = append(done, p.id)
-			continue
-		}
-		b.Queue(`
+		case !p.bundle || failedAlike(left, len(p.raw)-blanked(leads, p.bundle)):
+			o := left[0]
+			if len(o.parked) > 0 {
+				b.Queue(`
+INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id, shard,
+                    attempts, last_error, create_time, next_attempt_time, dead_time)
+SELECT event_id, workspace_id, $2, event_type, event, lead_id, shard,
+       attempts + 1, $3, create_time, next_attempt_time, now()
+  FROM outbox WHERE id = $1`, p.id, o.parked, truncate(o.parkErr.Error()))
+			}
+			if len(o.retry) == 0 {
+				done = append(done, p.id)
+				continue
+			}
+			b.Queue(`
 UPDATE outbox SET subscribers = $2, attempts = attempts + 1, last_error = $3,
                   next_attempt_time = now() + $4::interval
- WHERE id = $1`, p.id, retry, truncate(retryErr.Error()), delay)
+ WHERE id = $1`, p.id, o.retry, truncate(o.retryErr.Error()), delay)
+		default:
+			// Split the bundle: each event left owed becomes a row of its own.
+			const split = `
+INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id, shard,
+                    attempts, last_error, create_time, next_attempt_time, dead_time)
+SELECT coalesce($2::uuid, gen_random_uuid()), workspace_id, $3, event_type, events[$4],
+       nullif(event_leads[$4], ''), shard, attempts + 1, $5, create_time,
+       now() + $6::interval, CASE WHEN $7 THEN now() END
+  FROM outbox WHERE id = $1`
+			for _, o := range left {
+				var id *string
+				if ev := p.events[o.e]; ev != nil {
+					id = &ev.Id
+				}
+				if len(o.parked) > 0 {
+					b.Queue(split, p.id, id, o.parked, o.e+1, truncate(o.parkErr.Error()), delay, true)
+				}
+				if len(o.retry) > 0 {
+					b.Queue(split, p.id, id, o.retry, o.e+1, truncate(o.retryErr.Error()), delay, false)
+				}
+			}
+			done = append(done, p.id)
+		}
 	}
 	if len(done) > 0 {
 		b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, done)
@@ -547,6 +628,79 @@ UPDATE outbox SET subscribers = $2, attempts = attempts + 1, last_error = $3,
 		return fmt.Errorf("record deliveries: %w", err)
 	}
 	return nil
+}
+
+// owed is what one event of a pass is still owed: the subscribers to retry
+// and those that refused it for good, each with the first error.
+type owed struct {
+	e                 int
+	retry, parked     []string
+	retryErr, parkErr error
+}
+
+// owed sorts the subscribers of event e by how its delivery went.
+func (p *pending) owed(e int) owed {
+	o := owed{e: e}
+	for i, sub := range p.subscribers {
+		switch err := p.errs[e][i]; {
+		case err == nil:
+		case errors.As(err, new(permanent)):
+			o.parked, o.parkErr = append(o.parked, sub), cmp.Or(o.parkErr, err)
+		default:
+			o.retry, o.retryErr = append(o.retry, sub), cmp.Or(o.retryErr, err)
+		}
+	}
+	return o
+}
+
+// failedAlike reports whether every one of a bundle's live events is owed
+// the same, with none refused: the bundle can then be retried whole.
+func failedAlike(left []owed, live int) bool {
+	if len(left) != live {
+		return false
+	}
+	for _, o := range left {
+		if len(o.parked) > 0 || !slices.Equal(o.retry, left[0].retry) {
+			return false
+		}
+	}
+	return true
+}
+
+// blanked counts a bundle's events an erasure blanked.
+func blanked(leads []*string, bundle bool) int {
+	if !bundle {
+		return 0
+	}
+	n := 0
+	for _, l := range leads {
+		if l == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// logFailures logs, per subscriber, the first failure of p's events.
+func (r *Relay) logFailures(p *pending, delay time.Duration) {
+	for i, sub := range p.subscribers {
+		failed := 0
+		var first error
+		for e := range p.errs {
+			if p.errs[e] != nil && p.errs[e][i] != nil {
+				failed++
+				first = cmp.Or(first, p.errs[e][i])
+			}
+		}
+		switch {
+		case first == nil:
+		case errors.As(first, new(permanent)):
+			r.opts.Logger.Error("outbox event refused for good", "subscriber", sub, "row", p.id, "events", failed, "error", first)
+		default:
+			r.opts.Logger.Warn("outbox delivery failed", "subscriber", sub, "row", p.id, "events", failed,
+				"attempt", p.attempts+1, "retry_in", delay, "error", first)
+		}
+	}
 }
 
 // backoff is exponential from 1s with full jitter, capped at MaxBackoff.
