@@ -195,7 +195,7 @@ func (f *fixture) outboxEvents(subscriber string, typ proto.Message) []*eventsv1
 		name = string(typ.ProtoReflect().Descriptor().FullName())
 	}
 	rows, err := f.pool.Query(context.Background(), `
-SELECT event FROM outbox WHERE $1 = ANY(subscribers) AND ($2 = '' OR event_type = $2) ORDER BY id`, subscriber, name)
+SELECT event FROM outbox_events WHERE $1 = ANY(subscribers) AND ($2 = '' OR event_type = $2) ORDER BY id, position`, subscriber, name)
 	if err != nil {
 		f.t.Fatal(err)
 	}

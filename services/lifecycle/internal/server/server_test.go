@@ -228,7 +228,7 @@ func TestHappyPath(t *testing.T) {
 func stageChanged(t *testing.T, pool *pgxpool.Pool) []*eventsv1.StageChanged {
 	t.Helper()
 	rows, err := pool.Query(context.Background(),
-		`SELECT event FROM outbox WHERE 'handoff' = ANY(subscribers) AND event_type = 'leadflow.events.v1.StageChanged' ORDER BY id`)
+		`SELECT event FROM outbox_events WHERE 'handoff' = ANY(subscribers) AND event_type = 'leadflow.events.v1.StageChanged' ORDER BY id, position`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func (f fixture) rowsAbout(t *testing.T, lead string) [4]int {
 		f.count(t, `SELECT count(*) FROM leads WHERE lead_id = $1`, lead),
 		f.count(t, `SELECT count(*) FROM transitions WHERE lead_id = $1`, lead),
 		f.count(t, `SELECT count(*) FROM journey_steps WHERE lead_id = $1`, lead),
-		f.count(t, `SELECT count(*) FROM outbox WHERE lead_id = $1`, lead),
+		f.count(t, `SELECT count(*) FROM outbox_events WHERE lead_id = $1`, lead),
 	}
 }
 
@@ -99,7 +99,7 @@ func TestEventsAboutErasedLeadsAreIgnored(t *testing.T) {
 		event(t, "acme", "dup", "ingestion", &eventsv1.LeadMerged{SurvivorLead: "gone"}),
 		event(t, "acme", "gone", "ingestion", &eventsv1.LeadErased{}),
 	)
-	before := f.count(t, `SELECT count(*) FROM outbox`)
+	before := f.count(t, `SELECT count(*) FROM outbox_events`)
 	// What the first batch left: dup's own history (it was merged into a
 	// lead with a lifecycle) and the events both published.
 	held := map[string][4]int{"gone": f.rowsAbout(t, "gone"), "dup": f.rowsAbout(t, "dup")}
@@ -118,7 +118,7 @@ func TestEventsAboutErasedLeadsAreIgnored(t *testing.T) {
 	if got := f.rowsAbout(t, "live"); got != [4]int{1, 1, 1, 1} {
 		t.Errorf("live: lead, transitions, journey steps, events = %v, want one each", got)
 	}
-	if after := f.count(t, `SELECT count(*) FROM outbox`); after != before+1 {
+	if after := f.count(t, `SELECT count(*) FROM outbox_events`); after != before+1 {
 		t.Errorf("outbox grew by %d events, want 1 (live's Inquiry)", after-before)
 	}
 }
@@ -345,7 +345,7 @@ func (f fixture) state(t *testing.T) string {
 		`SELECT workspace_id, stage, kind, sum(n) FROM funnel_moves GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, stage, sum(n) FROM funnel_stays GROUP BY 1, 2 ORDER BY 1, 2`,
 		`SELECT workspace_id, from_stage, to_stage, sum(n) FROM funnel_conversions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
-		`SELECT workspace_id, lead_id, event_type, count(*) FROM outbox GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+		`SELECT workspace_id, lead_id, event_type, count(*) FROM outbox_events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, lead_id, survivor_id FROM gone_leads ORDER BY 1, 2`,
 	)
 }

@@ -190,7 +190,7 @@ func (f *fixture) outboxEvents(t *testing.T, lead string, payload proto.Message)
 	t.Helper()
 	var n int
 	err := f.pool.QueryRow(context.Background(), `
-SELECT count(*) FROM outbox
+SELECT count(*) FROM outbox_events
  WHERE 'lifecycle' = ANY(subscribers) AND event_type = $1 AND workspace_id = 'acme' AND ($2 = '' OR lead_id = $2)`,
 		string(payload.ProtoReflect().Descriptor().FullName()), lead).Scan(&n)
 	if err != nil {

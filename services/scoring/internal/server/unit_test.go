@@ -113,7 +113,7 @@ func (f *fixture) scoringState(t *testing.T) string {
 		`SELECT row_to_json(l)::text FROM leads l ORDER BY workspace_id, id`,
 		`SELECT workspace_id, lead_id, id, type FROM activities ORDER BY 1, 2, 3`,
 		`SELECT workspace_id, lead_id, up, total_score FROM threshold_crossings ORDER BY 1, 2, 3, 4`,
-		`SELECT lead_id, event_type, count(*) FROM outbox GROUP BY 1, 2 ORDER BY 1, 2`,
+		`SELECT lead_id, event_type, count(*) FROM outbox_events GROUP BY 1, 2 ORDER BY 1, 2`,
 		`SELECT workspace_id, lead_id, survivor_id FROM lead_tombstones ORDER BY 1, 2`,
 	)
 }

@@ -229,7 +229,7 @@ func TestSaveScored(t *testing.T) {
 			if n := count(t, pool, `SELECT count(*) FROM threshold_crossings WHERE lead_id = $1`, lead); n != 1 {
 				t.Errorf("%d crossings, want 1", n)
 			}
-			if n := count(t, pool, `SELECT count(*) FROM outbox WHERE lead_id = $1`, lead); n != tc.outbox {
+			if n := count(t, pool, `SELECT count(*) FROM outbox_events WHERE lead_id = $1`, lead); n != tc.outbox {
 				t.Errorf("%d outbox rows, want %d", n, tc.outbox)
 			}
 		})
