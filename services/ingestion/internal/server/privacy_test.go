@@ -428,7 +428,7 @@ SELECT count(*) FROM leads
 	if wrong != 0 {
 		t.Fatalf("%d leads do not hold their last row's title", wrong)
 	}
-	if n := f.count(t, "lead_changes"); n != rows+50 {
+	if n := f.historyEntries(t); n != rows+50 {
 		t.Fatalf("%d history entries, want %d", n, rows+50)
 	}
 	captured, updated := 0, 0

@@ -129,9 +129,15 @@ func (s *Store) ListChanges(ctx context.Context, ws, leadID string, after *lead.
 }
 
 func listChanges(ctx context.Context, q postgres.Querier, ws, leadID string, after *lead.ChangeCursor, limit int) ([]lead.Change, error) {
+	// A lead's creation is on its row (see capture), listed last as entry 0;
+	// leads from before that keep it in lead_changes.
 	const sql = `
-SELECT id, kind, source, changed_fields, change_time FROM lead_changes
- WHERE workspace_id = $1 AND lead_id = $2 AND ($3::bigint IS NULL OR id < $3)
+SELECT id, kind, source, changed_fields, change_time FROM (
+       SELECT id, kind, source, changed_fields, change_time FROM lead_changes
+        WHERE workspace_id = $1 AND lead_id = $2 AND ($3::bigint IS NULL OR id < $3)
+        UNION ALL
+       SELECT 0, '` + lead.KindCreated + `', create_source, create_fields, create_time FROM leads
+        WHERE workspace_id = $1 AND id = $2 AND create_fields IS NOT NULL AND ($3::bigint IS NULL OR 0 < $3)) h
  ORDER BY id DESC
  LIMIT $4`
 	var afterID *int64

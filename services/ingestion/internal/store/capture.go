@@ -29,12 +29,14 @@ type entry struct {
 	isNew   bool
 	caps    []int // indices of the captures applied to it, in input order
 	changed bool
+	created effect // when isNew, its creation, recorded on the lead row
 }
 
 // effect is what one capture did to its lead.
 type effect struct {
 	kind   string
 	fields []string
+	source string // the capture's channel, for a creation
 }
 
 // build applies the captures idx of caps to base, in order, and returns the
@@ -143,6 +145,8 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 			for j, i := range e.caps {
 				effectOf[i] = effects[j]
 			}
+			e.created = effects[0]
+			e.created.source = caps[e.caps[0]].Channel
 			fresh = append(fresh, e)
 			freshEmails = append(freshEmails, email)
 		}
@@ -197,7 +201,9 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 	for i, c := range caps {
 		e := entryOf[c.Lead.Email]
 		eff := effectOf[i]
-		changes.add(e.lead.ID, eff.kind, c.Channel, eff.fields)
+		if eff.kind != lead.KindCreated { // a creation is recorded on the lead row
+			changes.add(e.lead.ID, eff.kind, c.Channel, eff.fields)
+		}
 		if c.Consent != nil {
 			queueConsent(b, ws, e.lead.ID, *c.Consent)
 		}
@@ -342,7 +348,7 @@ SELECT DISTINCT email FROM leads
 var newLeadColumns = []string{
 	"id", "workspace_id", "email", "first_name", "last_name", "company", "title", "phone", "country",
 	"industry", "employee_count", "source", "campaign", "custom_attributes", "company_domain",
-	"account_id", "unsubscribed", "version", "create_time", "update_time",
+	"account_id", "unsubscribed", "version", "create_time", "update_time", "create_source", "create_fields",
 }
 
 // insertLeads stores new leads with postgres.Insert (a bulk COPY when there
@@ -362,6 +368,7 @@ func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, er
 			binaryUUID(l.ID), l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country,
 			l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
 			binaryUUID(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime,
+			e.created.source, e.created.fields,
 		}
 	}
 	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {

@@ -309,6 +309,12 @@ UPDATE activities a SET lead_id = $3,
  WHERE a.workspace_id = $1 AND a.lead_id = $2`, ws, source.ID, survivor.ID)
 		b.Queue(`UPDATE consents SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`, ws, source.ID, survivor.ID)
 		b.Queue(`UPDATE lead_changes SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`, ws, source.ID, survivor.ID)
+		// The source's creation, kept on its row, moves as an entry of its
+		// own: listed where the merge happened, with its own time.
+		b.Queue(`
+INSERT INTO lead_changes (workspace_id, lead_id, kind, source, changed_fields, change_time)
+SELECT workspace_id, $3, '`+lead.KindCreated+`', create_source, create_fields, create_time
+  FROM leads WHERE workspace_id = $1 AND id = $2 AND create_fields IS NOT NULL`, ws, source.ID, survivor.ID)
 		b.Queue(`UPDATE leads SET merged_into = $3 WHERE workspace_id = $1 AND merged_into = $2`, ws, source.ID, survivor.ID)
 		// The source keeps only its email, so later captures of it reach
 		// the survivor; the rest of its data now lives there.
