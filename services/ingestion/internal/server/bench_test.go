@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,14 +24,15 @@ import (
 //     index or constraint, the floor nothing could beat;
 //   - copy-indexed: the same rows into a table like leads, with its indexes
 //     and checks, what merely holding the leads costs;
-//   - copy-stored: every row the import stored (the leads, their history
-//     entries and their outbox events), exported after the import and
-//     COPYed into tables like the real ones: what storing the import's
-//     result costs without any of the work of deciding it.
+//   - copy-stored: every row the import stored (the leads, any history
+//     entries and the outbox bundles of their events), exported after the
+//     import and COPYed into tables like the real ones: what storing the
+//     import's result costs without any of the work of deciding it.
 //
 // It reports leads/s and, for each baseline, its rows/s and how many times
 // longer the import took (import/copy, import/copy-indexed,
-// import/copy-stored):
+// import/copy-stored), and the CPU time per lead the import took in this
+// process (server and client) and in PostgreSQL:
 //
 //	go test -run '^$' -bench ImportLeads -benchtime 5x ./services/ingestion/internal/server/
 func BenchmarkImportLeads(b *testing.B) {
@@ -70,20 +74,23 @@ CREATE TABLE stored_outbox (LIKE outbox INCLUDING ALL)`); err != nil {
 	const (
 		changeColumns = `workspace_id, lead_id, kind, source, changed_fields, change_time`
 		outboxColumns = `event_id, workspace_id, event_type, event, attempts, next_attempt_time, last_error,
-		                 create_time, dead_time, lead_id, subscribers`
-		ofIteration = `SELECT id FROM leads WHERE email LIKE $$%s%%$$`
+		                 create_time, dead_time, lead_id, subscribers, events, event_leads, event_count, shard`
+		ofIteration = `SELECT id FROM leads WHERE email LIKE $$%[1]s%%$$`
 	)
 	stored := []struct{ export, load string }{
-		{`SELECT * FROM leads WHERE email LIKE $$%s%%$$`, `COPY stored_leads FROM STDIN (FORMAT binary)`},
+		{`SELECT * FROM leads WHERE email LIKE $$%[1]s%%$$`, `COPY stored_leads FROM STDIN (FORMAT binary)`},
 		{`SELECT ` + changeColumns + ` FROM lead_changes WHERE lead_id IN (` + ofIteration + `)`,
 			`COPY stored_changes (` + changeColumns + `) FROM STDIN (FORMAT binary)`},
-		{`SELECT ` + outboxColumns + ` FROM outbox WHERE lead_id IN (SELECT id::text FROM (` + ofIteration + `) l)`,
+		{`SELECT ` + outboxColumns + ` FROM outbox
+		   WHERE lead_id IN (SELECT id::text FROM (` + ofIteration + `) l)
+		      OR id > %[2]d`,
 			`COPY stored_outbox (` + outboxColumns + `) FROM STDIN (FORMAT binary)`},
 	}
+	var outboxBefore int64 // the last outbox row before an iteration's import
 	copyStored := func(prefix string) (time.Duration, int64) {
 		dumps := make([]bytes.Buffer, len(stored))
 		for i, s := range stored {
-			q := fmt.Sprintf("COPY ("+s.export+") TO STDOUT (FORMAT binary)", prefix)
+			q := fmt.Sprintf("COPY ("+s.export+") TO STDOUT (FORMAT binary)", prefix, outboxBefore)
 			if _, err := pg.CopyTo(ctx, &dumps[i], q); err != nil {
 				b.Fatal(err)
 			}
@@ -100,7 +107,7 @@ CREATE TABLE stored_outbox (LIKE outbox INCLUDING ALL)`); err != nil {
 		return time.Since(start), n
 	}
 
-	var importTime, copyTime, copyIndexedTime, copyStoredTime time.Duration
+	var importTime, copyTime, copyIndexedTime, copyStoredTime, goCPU, pgCPU time.Duration
 	var total, storedRows int64
 	for n := 0; b.Loop(); n++ {
 		b.StopTimer()
@@ -122,9 +129,13 @@ CREATE TABLE stored_outbox (LIKE outbox INCLUDING ALL)`); err != nil {
 		}
 		b.StartTimer()
 
+		outboxBefore = f.countWhere(b, `SELECT coalesce(max(id), 0) FROM outbox`)
+		goBefore, pgBefore := cpuTimes()
 		start := time.Now()
 		resp := f.importAll(b, leads)
 		importTime += time.Since(start)
+		goAfter, pgAfter := cpuTimes()
+		goCPU, pgCPU = goCPU+goAfter-goBefore, pgCPU+pgAfter-pgBefore
 		if resp.GetCreated() != int64(rows) {
 			b.Fatalf("created %d of %d", resp.GetCreated(), rows)
 		}
@@ -132,8 +143,11 @@ CREATE TABLE stored_outbox (LIKE outbox INCLUDING ALL)`); err != nil {
 		copyTime += copyInto("copy_target", copyRows)
 		copyIndexedTime += copyInto("copy_indexed", copyRows)
 		d, stored := copyStored(prefix)
-		if stored < 3*rows {
-			b.Fatalf("the import stored %d rows, want a lead, a history entry and an event per lead", stored)
+		if events := f.countWhere(b, `SELECT sum(event_count) FROM outbox WHERE id > $1`, outboxBefore); events != rows {
+			b.Fatalf("the import's bundles hold %d events, want one per lead", events)
+		}
+		if stored <= rows {
+			b.Fatalf("the import stored %d rows, want a lead each and its events' bundles", stored)
 		}
 		copyStoredTime += d
 		storedRows += stored
@@ -143,6 +157,8 @@ CREATE TABLE stored_outbox (LIKE outbox INCLUDING ALL)`); err != nil {
 	b.ReportMetric(float64(total)/copyTime.Seconds(), "copy-rows/s")
 	b.ReportMetric(float64(total)/copyIndexedTime.Seconds(), "copy-indexed-rows/s")
 	b.ReportMetric(float64(storedRows)/copyStoredTime.Seconds(), "copy-stored-rows/s")
+	b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-cpu-µs/lead")
+	b.ReportMetric(float64(pgCPU.Microseconds())/float64(total), "pg-cpu-µs/lead")
 	b.ReportMetric(importTime.Seconds()/copyTime.Seconds(), "import/copy")
 	b.ReportMetric(importTime.Seconds()/copyIndexedTime.Seconds(), "import/copy-indexed")
 	b.ReportMetric(importTime.Seconds()/copyStoredTime.Seconds(), "import/copy-stored")
@@ -182,6 +198,16 @@ func BenchmarkReimportLeads(b *testing.B) {
 	b.ReportMetric(float64(total)/importTime.Seconds(), "leads/s")
 }
 
+// countWhere runs a query counting something.
+func (f fixture) countWhere(b *testing.B, q string, args ...any) int64 {
+	b.Helper()
+	var n int64
+	if err := f.pool.QueryRow(b.Context(), q, args...).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
 // importAll streams leads through one ImportLeads call.
 func (f fixture) importAll(b *testing.B, leads []*ingestionv1.Lead) *ingestionv1.ImportLeadsResponse {
 	b.Helper()
@@ -209,4 +235,42 @@ func leadID(n, i int) [16]byte {
 	binary.BigEndian.PutUint64(id[:8], uint64(n))
 	binary.BigEndian.PutUint64(id[8:], uint64(i))
 	return id
+}
+
+// cpuTimes is the CPU time used so far by this process (the server and the
+// client of the import) and by every PostgreSQL process, from /proc: where
+// that is missing, both are zero.
+func cpuTimes() (goCPU, pgCPU time.Duration) {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ..." with utime and stime the 14th and 15th fields.
+		stat := string(raw)
+		open, closing := strings.Index(stat, "("), strings.LastIndex(stat, ")")
+		if open < 0 || closing < open {
+			continue
+		}
+		fields := strings.Fields(stat[closing+1:])
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.Atoi(fields[11])
+		stime, _ := strconv.Atoi(fields[12])
+		used := time.Duration(utime+stime) * tick
+		switch {
+		case pid == os.Getpid():
+			goCPU += used
+		case stat[open+1:closing] == "postgres":
+			pgCPU += used
+		}
+	}
+	return goCPU, pgCPU
 }
