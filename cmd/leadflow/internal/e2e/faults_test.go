@@ -610,22 +610,23 @@ var outboxSchemas = []string{"ingestion", "scoring", "lifecycle", "handoff"}
 // outboxRow is what a relay last recorded about one waiting event.
 type outboxRow struct {
 	schema   string
-	id       int64
+	id       int64     // the outbox row, which a bundle's events share
+	position int64     // the event's place in its row
 	lead     string    // the lead id, "" for none
 	next     time.Time // when it is due: the end of its lease, while leased
 	attempts int
 	leased   bool // no attempt recorded yet and due later: held by a pass
 }
 
-// outboxRows returns the waiting events of every service, keyed by schema
-// and row id.
+// outboxRows returns the waiting events of every service, bundled or not,
+// keyed by schema, row id and position.
 func outboxRows(t *testing.T, db *pgx.Conn) map[string]outboxRow {
 	t.Helper()
 	var parts []string
 	for _, schema := range outboxSchemas {
 		// The schemas are this file's constants, safe to splice in.
-		parts = append(parts, fmt.Sprintf(`SELECT '%[1]s', id, coalesce(lead_id::text, ''), next_attempt_time, attempts,
-       attempts = 0 AND next_attempt_time > now() FROM %[1]s.outbox WHERE dead_time IS NULL`, schema))
+		parts = append(parts, fmt.Sprintf(`SELECT '%[1]s', id, position, coalesce(lead_id::text, ''), next_attempt_time, attempts,
+       attempts = 0 AND next_attempt_time > now() FROM %[1]s.outbox_events WHERE dead_time IS NULL`, schema))
 	}
 	rows, err := db.Query(context.Background(), strings.Join(parts, "\nUNION ALL\n"))
 	if err != nil {
@@ -633,8 +634,8 @@ func outboxRows(t *testing.T, db *pgx.Conn) map[string]outboxRow {
 	}
 	out := map[string]outboxRow{}
 	var r outboxRow
-	if _, err := pgx.ForEachRow(rows, []any{&r.schema, &r.id, &r.lead, &r.next, &r.attempts, &r.leased}, func() error {
-		out[fmt.Sprintf("%s/%d", r.schema, r.id)] = r
+	if _, err := pgx.ForEachRow(rows, []any{&r.schema, &r.id, &r.position, &r.lead, &r.next, &r.attempts, &r.leased}, func() error {
+		out[fmt.Sprintf("%s/%d/%d", r.schema, r.id, r.position)] = r
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -662,7 +663,7 @@ func leasedIn(rows map[string]outboxRow, schema string) []outboxRow {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b outboxRow) int { return cmp.Compare(a.id, b.id) })
+	slices.SortFunc(out, func(a, b outboxRow) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.position, b.position)) })
 	return out
 }
 
