@@ -4,15 +4,19 @@
 //
 // A producer calls Publisher.Publish inside the transaction that makes a
 // change, so the change and its events commit or vanish together; each event
-// is one row naming the subscribers its type is routed to. A Relay in the
+// is one row naming the subscribers its type is routed to. Many events
+// published at once (an import's) share rows instead, in bundles of one
+// workspace, type and shard; the outbox_events view lists every waiting
+// event either way. A Relay in the
 // same service then hands the event to each of them (another service's
 // EventSinkService), retrying with backoff those that have not accepted it
 // yet; a subscriber that refuses it for good is parked on a row of its own.
 // A pass hands each subscriber all its due events in one call when its sink
 // takes batches (GRPCSink does: EventSinkService.DeliverEvents), and one by
 // one when that call fails (each lead's in order). Passes run side by side
-// in lanes, each lane taking the events of its own share of leads, so a
-// relay never holds one lead's events in two passes at once.
+// in lanes, each lane taking the rows of its own shards, and a lead's
+// events, bundled or not, are all of one shard: a relay never holds one
+// lead's events in two passes at once.
 // The relay wakes up on LISTEN/NOTIFY the moment a transaction commits, and
 // several replicas share the work through FOR UPDATE SKIP LOCKED.
 //

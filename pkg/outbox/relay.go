@@ -47,11 +47,13 @@ func (f SinkFunc) Deliver(ctx context.Context, ev *eventsv1.Event) error { retur
 // RelayOptions tune a Relay; zero values take the defaults.
 type RelayOptions struct {
 	Logger *slog.Logger
-	// BatchSize is how many rows one pass claims (default 100).
+	// BatchSize is how many events one pass claims (default 100); a
+	// bundle counts as its events, and a pass takes at least one row.
 	BatchSize int
 	// Parallelism bounds concurrent deliveries within a pass (default 8).
 	Parallelism int
-	// Lanes is how many passes run side by side (default 2). Each lane
+	// Lanes is how many passes run side by side (default 2; rows are
+	// spread over 8 shards, so more than 8 lanes are idle). Each lane
 	// takes the events of its own share of leads, so a relay still hands
 	// out one lead's events in order, one pass after another (bar retries).
 	// Replicas each run their own lanes: two replicas may hold events of

@@ -10,6 +10,9 @@
 -- through one lane. Rows from before take a shard from their lead too.
 ALTER TABLE outbox ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE outbox ADD COLUMN events bytea[];
+-- A bundle's events are stored out of line uncompressed: they live briefly,
+-- and compressing each on the way in cost more than writing it.
+ALTER TABLE outbox ALTER COLUMN events SET STORAGE EXTERNAL;
 ALTER TABLE outbox ADD COLUMN event_leads text[];
 ALTER TABLE outbox ADD COLUMN event_count integer NOT NULL DEFAULT 1;
 ALTER TABLE outbox ADD COLUMN shard smallint NOT NULL DEFAULT 0;
