@@ -105,28 +105,7 @@ func TestLanesShareOutBundledLeads(t *testing.T) {
 	for lead, ids := range publishPerLead(t, pool, 30, 1) {
 		want[lead] = append(want[lead], ids...)
 	}
-	laneOf := map[string]int{}
-	var all []*eventsv1.Event
-	for lane := range 2 {
-		sink := &batchRecorder{recorder: newRecorder()}
-		relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7})
-		for {
-			n, err := relay.DeliverLane(t.Context(), lane, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				break
-			}
-		}
-		for lead := range byLead(sink.events()) {
-			if prev, ok := laneOf[lead]; ok {
-				t.Fatalf("%s went through lanes %d and %d", lead, prev, lane)
-			}
-			laneOf[lead] = lane
-		}
-		all = append(all, sink.events()...)
-	}
+	_, all := deliverLaneByLane(t, pool, 2)
 	if got := byLead(all); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}

@@ -722,18 +722,18 @@ func byLead(evs []*eventsv1.Event) map[string][]string {
 	return got
 }
 
-// Lanes share out leads: every event of a lead goes through one lane, so a
-// lead's events are never in two passes at once.
-func TestLanesShareOutLeads(t *testing.T) {
-	pool := newPool(t)
-	want := publishPerLead(t, pool, 30, 3)
+// deliverLaneByLane drains the outbox one lane after another, in passes of
+// seven events, and returns the lane each lead's events went through (failing
+// if a lead went through two) and everything delivered.
+func deliverLaneByLane(t *testing.T, pool *pgxpool.Pool, lanes int) (map[string]int, []*eventsv1.Event) {
+	t.Helper()
 	laneOf := map[string]int{}
 	var all []*eventsv1.Event
-	for lane := range 3 {
+	for lane := range lanes {
 		sink := &batchRecorder{recorder: newRecorder()}
 		relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7})
 		for {
-			n, err := relay.DeliverLane(t.Context(), lane, 3)
+			n, err := relay.DeliverLane(t.Context(), lane, lanes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -749,6 +749,15 @@ func TestLanesShareOutLeads(t *testing.T) {
 		}
 		all = append(all, sink.events()...)
 	}
+	return laneOf, all
+}
+
+// Lanes share out leads: every event of a lead goes through one lane, so a
+// lead's events are never in two passes at once.
+func TestLanesShareOutLeads(t *testing.T) {
+	pool := newPool(t)
+	want := publishPerLead(t, pool, 30, 3)
+	laneOf, all := deliverLaneByLane(t, pool, 3)
 	if got := byLead(all); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}
