@@ -235,10 +235,10 @@ type pending struct {
 	errs        [][]error         // per event and subscriber, after delivery
 }
 
-// DeliverDue makes one pass: it leases up to BatchSize due events (skipping
-// rows another replica holds; a bundle counts as its events, and the first
-// row of a pass is leased whatever its size) in a short transaction, delivers each to the
-// subscribers still owed it with no transaction open, and records the
+// DeliverDue makes one pass: it leases up to BatchSize due events in a short
+// transaction (skipping rows another replica holds; a bundle counts as its
+// events, and the first row is leased whatever its size), delivers each to
+// the subscribers still owed it with no transaction open, and records the
 // outcomes in a second short one. It returns how many events it leased.
 //
 // No lock is held across the network calls, so a slow subscriber cannot
@@ -329,7 +329,7 @@ RETURNING o.id, o.subscribers, o.event, o.events, o.attempts`
 		if ctx.Err() != nil {
 			return len(batch), eventCount, fmt.Errorf("record pass: %w", err) // shutting down: no waiting
 		}
-		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "events", len(batch), "error", err)
+		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "rows", len(batch), "events", eventCount, "error", err)
 		select {
 		case <-recordCtx.Done():
 			return len(batch), eventCount, fmt.Errorf("record pass: %w", err)
