@@ -276,7 +276,7 @@ UPDATE outbox o SET events = b.events, event_leads = b.leads
                array_agg(CASE WHEN l = ANY($2) THEN NULL ELSE l END ORDER BY n) AS leads,
                count(*) FILTER (WHERE l = ANY($2)) AS gone
           FROM outbox, unnest(events, event_leads) WITH ORDINALITY AS t (e, l, n)
-         WHERE workspace_id = $1 AND event_leads && $2
+         WHERE workspace_id = $1 AND events IS NOT NULL AND event_leads && $2
          GROUP BY id) b
  WHERE o.id = b.id
 RETURNING cardinality(o.subscribers) * b.gone AS n)

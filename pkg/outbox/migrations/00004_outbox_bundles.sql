@@ -21,6 +21,10 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_event_or_bundle CHECK (
     (event IS NOT NULL AND events IS NULL AND event_count = 1)
     OR (event IS NULL AND cardinality(events) = event_count AND cardinality(event_leads) = event_count));
 
+-- Erasure finds the bundles of a workspace through this index, then the
+-- lead among their event_leads: a bundle is one entry, not one per event.
+CREATE INDEX outbox_bundles ON outbox (workspace_id) WHERE events IS NOT NULL;
+
 -- Every event waiting in the outbox, bundled or not, one row each: for
 -- operators (and tests) looking into what is owed to whom. An event's place
 -- is (id, position).
@@ -36,6 +40,7 @@ SELECT o.id, t.position, o.workspace_id, o.subscribers, o.event_type, t.event, n
 
 -- +goose Down
 DROP VIEW outbox_events;
+DROP INDEX outbox_bundles;
 -- Bundles are unpacked into rows of one event each.
 INSERT INTO outbox (event_id, workspace_id, subscribers, event_type, event, lead_id, attempts,
                     next_attempt_time, last_error, create_time, dead_time)
