@@ -56,8 +56,9 @@ func (s *Service) HandleEvent(ctx context.Context, tx Tx, ev *eventsv1.Event, pa
 		return s.merge(ctx, tx, ws, lead, p.GetSurvivorLead(), now)
 	}
 
-	c, erased, err := tx.LockLead(ctx, ws, lead)
-	if err != nil || erased {
+	// Events about a lead erased or merged away change nothing.
+	c, gone, err := tx.LockLead(ctx, ws, lead)
+	if err != nil || gone {
 		return err
 	}
 	if c.Facts == nil {
@@ -153,7 +154,7 @@ func (s *Service) merge(ctx context.Context, tx Tx, ws, loser, survivor string, 
 	if survivor == "" || survivor == loser {
 		return nil
 	}
-	if _, erased, err := tx.LockLead(ctx, ws, survivor); err != nil || erased {
+	if _, gone, err := tx.LockLead(ctx, ws, survivor); err != nil || gone {
 		return err
 	}
 	sh, ok, err := tx.LatestHandoff(ctx, ws, survivor, false)

@@ -473,12 +473,12 @@ func (s *Service) CreateHandoff(ctx context.Context, workspace, lead, owner, rea
 // with ErrOpenHandoffExists when the lead has one open.
 func (s *Service) open(ctx context.Context, tx Tx, workspace, lead string, origin Origin, now time.Time, requestID string,
 	place func(*Handoff) error) (Handoff, error) {
-	c, erased, err := tx.LockLead(ctx, workspace, lead)
+	c, gone, err := tx.LockLead(ctx, workspace, lead)
 	if err != nil {
 		return Handoff{}, err
 	}
-	if erased {
-		return Handoff{}, apperr.FailedPrecondition("the lead was erased")
+	if gone {
+		return Handoff{}, apperr.FailedPrecondition("the lead was erased or merged into another lead")
 	}
 	if latest, ok, err := tx.LatestHandoff(ctx, workspace, lead, false); err != nil {
 		return Handoff{}, err

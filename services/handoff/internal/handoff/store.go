@@ -89,15 +89,16 @@ type Tx interface {
 	PutSLA(ctx context.Context, s SLASettings) error
 
 	// LockLead returns the lead's routing copy, created empty when missing,
-	// locked until the transaction ends; erased is true for an erased lead.
-	LockLead(ctx context.Context, workspace, id string) (c LeadCopy, erased bool, err error)
+	// locked until the transaction ends; gone is true for a lead that was
+	// erased or merged into another, which has no copy any more.
+	LockLead(ctx context.Context, workspace, id string) (c LeadCopy, gone bool, err error)
 	PutLead(ctx context.Context, c LeadCopy) error
 	// LeadOrigin returns the traceparent of the lead's capture, "" if unknown.
 	LeadOrigin(ctx context.Context, workspace, id string) (string, error)
 	// EraseLead deletes everything about a lead and remembers it was erased.
 	EraseLead(ctx context.Context, workspace, id string, at time.Time) error
-	// MoveLead moves the loser's handoffs to the survivor and drops the
-	// loser's routing copy.
+	// MoveLead moves the loser's handoffs to the survivor, drops the
+	// loser's routing copy and remembers it was merged.
 	MoveLead(ctx context.Context, workspace, loser, survivor string) error
 
 	// InsertHandoff stores a new handoff with its assignments.

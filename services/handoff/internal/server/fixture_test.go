@@ -165,6 +165,15 @@ func (f *fixture) deliver(ev *eventsv1.Event) *eventsv1.DeliverEventResponse {
 	return resp
 }
 
+// deliverAll hands evs to the sink in one DeliverEvents call, as a relay
+// does with a batch.
+func (f *fixture) deliverAll(evs ...*eventsv1.Event) {
+	f.t.Helper()
+	if _, err := f.sink.DeliverEvents(f.internal, &eventsv1.DeliverEventsRequest{Events: evs}); err != nil {
+		f.t.Fatalf("deliver %d events: %v", len(evs), err)
+	}
+}
+
 // qualify feeds a lead's attributes, score and MQL transition, and returns
 // its handoff.
 func (f *fixture) qualify(lead string, attrs *eventsv1.LeadAttributes) *handoffv1.Handoff {

@@ -526,6 +526,21 @@ func TestLeadErasedAndMerged(t *testing.T) {
 	if len(resp.GetHandoffs()) != 2 || states[handoffv1.Handoff_STATE_CANCELLED] != 1 || states[handoffv1.Handoff_STATE_ASSIGNED] != 1 {
 		t.Fatalf("survivor's handoffs after merge = %v", resp.GetHandoffs())
 	}
+	// Late events about the merged-away lead, one by one and in a unit,
+	// neither bring back its routing copy nor open a handoff for it.
+	f.deliver(f.event("acme", "loser", &eventsv1.LeadScored{TotalScore: 90}))
+	f.deliverAll(f.event("acme", "loser", mql()), f.event("acme", "other", mql()))
+	var loserRows int
+	if err := f.pool.QueryRow(context.Background(),
+		`SELECT (SELECT count(*) FROM leads WHERE id = 'loser') + (SELECT count(*) FROM handoffs WHERE lead_id = 'loser')`).Scan(&loserRows); err != nil {
+		t.Fatal(err)
+	}
+	if loserRows != 0 {
+		t.Fatalf("%d rows about the merged-away lead came back", loserRows)
+	}
+	if _, err := f.client.GetLeadHandoff(f.ctx, &handoffv1.GetLeadHandoffRequest{Lead: "leads/other"}); err != nil {
+		t.Fatalf("the unit's other lead got no handoff: %v", err)
+	}
 
 	f.deliver(f.event("acme", "survivor", &eventsv1.LeadErased{}))
 	_, err = f.client.GetLeadHandoff(f.ctx, &handoffv1.GetLeadHandoffRequest{Lead: "leads/survivor"})

@@ -50,9 +50,7 @@ func TestRoutingCopyNewsInAUnitLeavesWhatOneByOneLeaves(t *testing.T) {
 				}
 				return
 			}
-			if _, err := f.sink.DeliverEvents(f.internal, &eventsv1.DeliverEventsRequest{Events: evs}); err != nil {
-				t.Fatalf("deliver: %v", err)
-			}
+			f.deliverAll(evs...)
 		}
 		send(setup)
 		f.trips.Trips.Store(0)

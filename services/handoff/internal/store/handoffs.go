@@ -48,7 +48,7 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	}
 	if u := unitOf(ctx); u != nil {
 		if l := u.leads[postgres.Key{Workspace: workspace, ID: id}]; l != nil {
-			return l.copy(), l.erased, nil
+			return l.copy(), l.gone, nil
 		}
 	}
 	var l *unitLead
@@ -58,27 +58,32 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return handoff.LeadCopy{}, false, err
 	}
-	return l.copy(), l.erased, nil
+	return l.copy(), l.gone, nil
 }
 
 // errCopyVanished: the routing copy was deleted under the lock's wait, by a
-// merge (which does not take the loser's turn); the event is retried.
+// merge (which does not take the loser's turn); the event is retried, and
+// then finds the lead gone.
 var errCopyVanished = errors.New("the lead's routing copy went away meanwhile; retry")
 
 // queueReadLead queues on b what LockLead does once the lead's turn is
 // taken (postgres.LockKey, queued before): create the routing copy unless
-// the lead was erased (the check runs after the turn is granted, so it sees
-// an erasure the turn waited for), then lock and read it. *out is set when
-// b is sent.
+// the lead is gone, erased or merged into another (the check runs after the
+// turn is granted, so it sees an erasure the turn waited for), then lock and
+// read it. *out is set when b is sent.
 func queueReadLead(b *pgx.Batch, workspace, id string, out **unitLead) {
 	const ensure = `
 INSERT INTO leads (workspace_id, id)
-SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)
+SELECT $1, $2
+ WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)
+   AND NOT EXISTS (SELECT 1 FROM merged_leads WHERE workspace_id = $1 AND id = $2)
 ON CONFLICT DO NOTHING`
 	const read = `
 SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM leads
  WHERE workspace_id = $1 AND id = $2 FOR UPDATE`
-	const erased = `SELECT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)`
+	const gone = `
+SELECT EXISTS (SELECT 1 FROM erased_leads WHERE workspace_id = $1 AND id = $2)
+    OR EXISTS (SELECT 1 FROM merged_leads WHERE workspace_id = $1 AND id = $2)`
 	l := &unitLead{c: handoff.LeadCopy{Workspace: workspace, ID: id}}
 	found := false
 	b.Queue(ensure, workspace, id)
@@ -96,11 +101,11 @@ SELECT facts, attributes_time, score_time, stage_time, origin_traceparent FROM l
 		}
 		return rows.Err()
 	})
-	b.Queue(erased, workspace, id).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&l.erased); err != nil {
+	b.Queue(gone, workspace, id).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&l.gone); err != nil {
 			return err
 		}
-		if !found && !l.erased {
+		if !found && !l.gone {
 			return errCopyVanished
 		}
 		*out = l
@@ -156,7 +161,8 @@ func (s *Store) batch(ctx context.Context, b *pgx.Batch) error {
 }
 
 // MoveLead implements handoff.Tx. The survivor keeps its own routing copy
-// unless it has none yet.
+// unless it has none yet. The loser is remembered in merged_leads, so a late
+// event about it finds it gone instead of making it a new copy.
 func (s *Store) MoveLead(ctx context.Context, workspace, loser, survivor string) error {
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE handoffs SET lead_id = $3 WHERE workspace_id = $1 AND lead_id = $2`, workspace, loser, survivor)
@@ -168,6 +174,8 @@ UPDATE leads s SET facts = l.facts, attributes_time = l.attributes_time,
  WHERE s.workspace_id = $1 AND s.id = $3 AND l.workspace_id = $1 AND l.id = $2
    AND s.attributes_time IS NULL AND s.score_time IS NULL AND s.stage_time IS NULL`, workspace, loser, survivor)
 	b.Queue(`DELETE FROM leads WHERE workspace_id = $1 AND id = $2`, workspace, loser)
+	b.Queue(`INSERT INTO merged_leads (workspace_id, id, survivor_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		workspace, loser, survivor)
 	return s.batch(ctx, b)
 }
 

@@ -29,13 +29,13 @@ type unit struct {
 
 // unitLead is a lead's routing copy as the unit's writes so far leave it.
 type unitLead struct {
-	c      handoff.LeadCopy
-	erased bool
+	c    handoff.LeadCopy
+	gone bool // erased or merged into another lead
 }
 
 // copy is the lead's copy for a handler to change.
 func (l *unitLead) copy() handoff.LeadCopy {
-	if l.erased {
+	if l.gone {
 		return handoff.LeadCopy{}
 	}
 	return cloneCopy(l.c)
