@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/pkg/outbox"
@@ -217,5 +218,46 @@ func TestBundleSplitsWhatIsLeftOwed(t *testing.T) {
 	}
 	if rows := outboxRows(t, pool); rows != 2 {
 		t.Fatalf("%d outbox rows, want the two split-off events alone", rows)
+	}
+}
+
+// Events published together each keep their own payload, as returned to
+// the publisher and as delivered.
+func TestEventsPublishedTogetherKeepTheirPayloads(t *testing.T) {
+	pool := newPool(t)
+	msgs := make([]outbox.Message, 3*outbox.BundleFrom)
+	for i := range msgs {
+		msgs[i] = outbox.Message{Workspace: "acme", Lead: fmt.Sprintf("lead-%d", i),
+			Payload: &eventsv1.LeadCaptured{Attributes: &eventsv1.LeadAttributes{Company: fmt.Sprintf("Company %d", i)}}}
+	}
+	var evs []*eventsv1.Event
+	if err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		var err error
+		evs, err = newPublisher().PublishAll(t.Context(), tx, msgs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]*eventsv1.Event{}
+	for i, ev := range evs {
+		got := &eventsv1.LeadCaptured{}
+		if err := ev.GetPayload().UnmarshalTo(got); err != nil || !proto.Equal(got, msgs[i].Payload) {
+			t.Fatalf("event %d carries %v (%v), want %v", i, got, err, msgs[i].Payload)
+		}
+		published[ev.GetId()] = ev
+	}
+	sink := &batchRecorder{recorder: newRecorder()}
+	sink.accepted = make(chan struct{}, 2*len(msgs))
+	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink, "lifecycle": sink}, outbox.RelayOptions{BatchSize: 1000})
+	if _, err := relay.DeliverDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sink.events()); got != 2*len(msgs) {
+		t.Fatalf("delivered %d events, want %d", got, 2*len(msgs))
+	}
+	for _, ev := range sink.events() {
+		if !proto.Equal(ev, published[ev.GetId()]) {
+			t.Fatalf("delivered %v, published %v", ev, published[ev.GetId()])
+		}
 	}
 }

@@ -142,6 +142,9 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 	return evs, nil
 }
 
+// typeURLPrefix is what anypb.New puts before a payload's full name.
+const typeURLPrefix = "type.googleapis.com/"
+
 // bundle is the events of one bundle row being built.
 type bundle struct {
 	workspace, typ string
@@ -163,12 +166,22 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 	ids := make([]uuid.UUID, len(msgs))
 	raws := make([][]byte, len(msgs))
 	routed := 0
+	// Payloads and events are marshalled back to back into two buffers,
+	// each keeping a capped slice of its own (a buffer that grows leaves the
+	// earlier slices on the old array, untouched): a bulk call allocates per
+	// buffer, not per event.
+	var payloads, encoded []byte
+	var typ, typeURL string
 	for i, m := range msgs {
-		typ := string(m.Payload.ProtoReflect().Descriptor().FullName())
-		anyPayload, err := anypb.New(m.Payload)
-		if err != nil {
+		if t := string(m.Payload.ProtoReflect().Descriptor().FullName()); t != typ {
+			typ, typeURL = t, typeURLPrefix+t
+		}
+		var err error
+		start := len(payloads)
+		if payloads, err = (proto.MarshalOptions{}).MarshalAppend(payloads, m.Payload); err != nil {
 			return nil, fmt.Errorf("pack %s: %w", typ, err)
 		}
+		anyPayload := &anypb.Any{TypeUrl: typeURL, Value: payloads[start:len(payloads):len(payloads)]}
 		ids[i] = uuid.New()
 		ev := &eventsv1.Event{
 			Id:          ids[i].String(),
@@ -185,9 +198,11 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 		if len(p.routes[typ]) == 0 {
 			continue
 		}
-		if raws[i], err = proto.Marshal(ev); err != nil {
+		start = len(encoded)
+		if encoded, err = (proto.MarshalOptions{}).MarshalAppend(encoded, ev); err != nil {
 			return nil, fmt.Errorf("encode %s: %w", typ, err)
 		}
+		raws[i] = encoded[start:len(encoded):len(encoded)]
 		routed++
 	}
 	if routed == 0 {
