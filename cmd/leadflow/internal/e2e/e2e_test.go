@@ -150,6 +150,11 @@ func TestLeadPathAcrossServices(t *testing.T) {
 			}
 			return capture != "" && servicesIn(spans, capture) == "gateway,handoff,ingestion,lifecycle,scoring"
 		})
+		// A span is exported when it ends, so a child can arrive before
+		// its parent: give the parents time before naming any missing.
+		suitetest.Eventually(t, 30*time.Second, "every span's parent to be exported", func() bool {
+			return len(orphans(coll.all(), capture)) == 0
+		})
 		checkParents(t, coll.all(), capture)
 	})
 
@@ -293,23 +298,33 @@ func servicesIn(spans []span, trace string) string {
 // gateway's span of the form post, and every other span's parent in it.
 func checkParents(t *testing.T, spans []span, trace string) {
 	t.Helper()
-	ids := map[string]span{}
-	for _, sp := range spans {
-		if sp.TraceID == trace {
-			ids[sp.SpanID] = sp
-		}
+	for _, sp := range orphans(spans, trace) {
+		t.Errorf("%s span %q has parent %s outside the trace", sp.Service, sp.Name, sp.Parent)
 	}
 	var roots []span
-	for _, sp := range ids {
-		if sp.Parent == "" {
+	for _, sp := range spans {
+		if sp.TraceID == trace && sp.Parent == "" && !slices.ContainsFunc(roots, func(r span) bool { return r.SpanID == sp.SpanID }) {
 			roots = append(roots, sp)
-			continue
-		}
-		if _, ok := ids[sp.Parent]; !ok {
-			t.Errorf("%s span %q has parent %s outside the trace", sp.Service, sp.Name, sp.Parent)
 		}
 	}
 	if len(roots) != 1 || roots[0].Service != "gateway" {
 		t.Fatalf("roots = %+v, want the gateway's span only", roots)
 	}
+}
+
+// orphans are the spans of trace whose parent is not among spans.
+func orphans(spans []span, trace string) []span {
+	ids := map[string]bool{}
+	for _, sp := range spans {
+		if sp.TraceID == trace {
+			ids[sp.SpanID] = true
+		}
+	}
+	var out []span
+	for _, sp := range spans {
+		if sp.TraceID == trace && sp.Parent != "" && !ids[sp.Parent] {
+			out = append(out, sp)
+		}
+	}
+	return out
 }
