@@ -73,6 +73,9 @@ func (s *Store) Capture(ctx context.Context, ws string, caps []lead.Capture) ([]
 		out, err = s.capture(ctx, tx, ws, caps)
 		return err
 	})
+	if err == nil {
+		s.accounts.learn(ws, out)
+	}
 	return out, wrap("capture leads", err)
 }
 
@@ -401,8 +404,9 @@ func (c *changeSet) write(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
 }
 
 // accountIDs returns the account of each domain, creating missing ones.
+// Accounts the store knows are not looked up.
 func (s *Store) accountIDs(ctx context.Context, tx pgx.Tx, ws string, domains []string, now time.Time) (map[string]string, error) {
-	ids := map[string]string{}
+	ids, domains := s.accounts.lookup(ws, domains)
 	if len(domains) == 0 {
 		return ids, nil
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -56,5 +57,57 @@ func TestInsertLeadsReportsTakenEmails(t *testing.T) {
 	}
 	if n := count(pool); n != 3 {
 		t.Fatalf("%d leads, want 3 (one per email)", n)
+	}
+}
+
+// A store learns the accounts of committed captures and links later leads
+// of the same domain without looking them up; what a rolled-back
+// transaction created is never learned, and workspaces stay apart.
+func TestCapturesLearnCommittedAccounts(t *testing.T) {
+	pool := pgtest.NewPool(t, Schema, Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
+	s := New(pool, outbox.NewPublisher("ingestion", Schema, nil))
+	capture := func(ws, email string) lead.Lead {
+		t.Helper()
+		outs, err := s.Capture(t.Context(), ws, []lead.Capture{{
+			Lead: lead.Lead{Email: email, CompanyDomain: "globex.example"}, Channel: lead.ChannelAPI,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return outs[0].Lead
+	}
+	// An account created in a transaction that rolls back is not learned.
+	errRollback := errors.New("roll back")
+	err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
+		if _, err := s.capture(t.Context(), tx, "acme", []lead.Capture{{
+			Lead: lead.Lead{Email: "gone@globex.example", CompanyDomain: "globex.example"}, Channel: lead.ChannelAPI,
+		}}); err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("capture in a rolled-back transaction: %v", err)
+	}
+	if known, _ := s.accounts.lookup("acme", []string{"globex.example"}); len(known) != 0 {
+		t.Fatalf("learned %v from a rolled-back capture", known)
+	}
+
+	first := capture("acme", "ada@globex.example")
+	if known, _ := s.accounts.lookup("acme", []string{"globex.example"}); known["globex.example"] != first.AccountID {
+		t.Fatalf("after a committed capture the store knows %v, want %s", known, first.AccountID)
+	}
+	if second := capture("acme", "bob@globex.example"); second.AccountID != first.AccountID {
+		t.Fatalf("second lead of the domain got account %s, want %s", second.AccountID, first.AccountID)
+	}
+	if other := capture("initech", "eve@globex.example"); other.AccountID == first.AccountID || other.AccountID == "" {
+		t.Fatalf("another workspace's lead got account %q, want one of its own", other.AccountID)
+	}
+	var accounts int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM accounts`).Scan(&accounts); err != nil {
+		t.Fatal(err)
+	}
+	if accounts != 2 {
+		t.Fatalf("%d accounts, want one per workspace", accounts)
 	}
 }

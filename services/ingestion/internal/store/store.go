@@ -46,9 +46,10 @@ func Routes() outbox.Routes {
 
 // Store implements lead.Store.
 type Store struct {
-	pool *pgxpool.Pool
-	pub  *outbox.Publisher
-	now  func() time.Time
+	pool     *pgxpool.Pool
+	pub      *outbox.Publisher
+	now      func() time.Time
+	accounts knownAccounts
 }
 
 // New returns a Store over pool, whose search_path must be Schema, publishing
