@@ -373,6 +373,54 @@ func TestImportLeads(t *testing.T) {
 			t.Fatalf("errors = %v, want line 2", resp.GetErrors())
 		}
 	})
+	t.Run("rows many to a message", func(t *testing.T) {
+		stream, err := f.client.ImportLeads(f.acme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := func(leads ...*ingestionv1.Lead) *ingestionv1.ImportLeadsRequest {
+			batch := &ingestionv1.ImportRows{}
+			for _, l := range leads {
+				batch.Rows = append(batch.Rows, &ingestionv1.ImportRow{Lead: l})
+			}
+			return &ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Rows{Rows: batch}}
+		}
+		send := func(req *ingestionv1.ImportLeadsRequest) {
+			t.Helper()
+			if err := stream.Send(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send(rows(&ingestionv1.Lead{Email: "m1@import.example"}, &ingestionv1.Lead{Email: "broken"}, nil))
+		send(row(0, &ingestionv1.Lead{Email: "m2@import.example"}))
+		send(rows(&ingestionv1.Lead{Email: "M1@import.example", Title: "CTO"}, &ingestionv1.Lead{Email: "also broken"}))
+		resp, err := stream.CloseAndRecv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []int64
+		for _, e := range resp.GetErrors() {
+			lines = append(lines, e.GetLine())
+		}
+		// Lines count rows, not messages.
+		if resp.GetCreated() != 2 || resp.GetUpdated() != 1 || resp.GetFailed() != 3 || !slices.Equal(lines, []int64{2, 3, 6}) {
+			t.Fatalf("summary = %v, want created 2, updated 1, failed 3 on lines 2, 3 and 6", resp)
+		}
+		for name, batch := range map[string]*ingestionv1.ImportLeadsRequest{
+			"empty":    rows(),
+			"too many": rows(make([]*ingestionv1.Lead, 1001)...),
+		} {
+			stream, err := f.client.ImportLeads(f.acme)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = stream.Send(batch)
+			if _, err = stream.CloseAndRecv(); err == nil {
+				t.Fatalf("%s rows message accepted", name)
+			}
+			wantCode(t, err, codes.InvalidArgument)
+		}
+	})
 	t.Run("reader may not import", func(t *testing.T) {
 		stream, err := f.client.ImportLeads(f.acmeReader)
 		if err != nil {

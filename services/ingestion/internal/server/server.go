@@ -4,6 +4,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -43,6 +44,10 @@ var Policy = auth.Policy{
 // SkipValidation lists the methods that validate their own requests: an
 // import reports bad rows by line instead of failing the stream.
 var SkipValidation = []string{ingestionv1.IngestionService_ImportLeads_FullMethodName}
+
+// maxRowsPerMessage bounds the rows of one ImportRows message, as its
+// validation rule in the proto documents (ImportLeads validates its own).
+const maxRowsPerMessage = 1000
 
 // Metadata the gateway sets on the requests it forwards.
 const (
@@ -302,6 +307,24 @@ func (s *Server) ImportLeads(stream grpc.ClientStreamingServer[ingestionv1.Impor
 		}
 	}()
 	var rows int64
+	addRow := func(row *ingestionv1.ImportRow) error {
+		if im == nil {
+			var err error
+			if im, err = s.svc.NewImport(ws, "", ""); err != nil {
+				return err
+			}
+		}
+		rows++
+		line := row.GetLine()
+		if line <= 0 {
+			line = rows
+		}
+		if row.GetLead() == nil {
+			im.Reject(line, apperr.InvalidArgument("invalid row", apperr.Field("lead", "is required")))
+			return nil
+		}
+		return im.Add(ctx, line, fromProtoLead(row.GetLead()))
+	}
 	for first := true; ; first = false {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -320,25 +343,21 @@ func (s *Server) ImportLeads(stream grpc.ClientStreamingServer[ingestionv1.Impor
 				return err
 			}
 		case *ingestionv1.ImportLeadsRequest_Row:
-			if im == nil {
-				if im, err = s.svc.NewImport(ws, "", ""); err != nil {
+			if err := addRow(item.Row); err != nil {
+				return err
+			}
+		case *ingestionv1.ImportLeadsRequest_Rows:
+			if n := len(item.Rows.GetRows()); n == 0 || n > maxRowsPerMessage {
+				return apperr.InvalidArgument("invalid import",
+					apperr.Field("rows.rows", fmt.Sprintf("must hold 1 to %d rows, not %d", maxRowsPerMessage, n)))
+			}
+			for _, row := range item.Rows.GetRows() {
+				if err := addRow(row); err != nil {
 					return err
 				}
 			}
-			rows++
-			line := item.Row.GetLine()
-			if line <= 0 {
-				line = rows
-			}
-			if item.Row.GetLead() == nil {
-				im.Reject(line, apperr.InvalidArgument("invalid row", apperr.Field("lead", "is required")))
-				continue
-			}
-			if err := im.Add(ctx, line, fromProtoLead(item.Row.GetLead())); err != nil {
-				return err
-			}
 		default:
-			return apperr.InvalidArgument("invalid import", apperr.Field("item", "each message must hold options or a row"))
+			return apperr.InvalidArgument("invalid import", apperr.Field("item", "each message must hold options or rows"))
 		}
 	}
 	if im == nil {

@@ -754,13 +754,14 @@ func (x *MergeLeadsResponse) GetLead() *Lead {
 }
 
 // ImportLeadsRequest is one message of an import stream: first an optional
-// header, then rows.
+// header, then rows, one or many to a message.
 type ImportLeadsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Item:
 	//
 	//	*ImportLeadsRequest_Options
 	//	*ImportLeadsRequest_Row
+	//	*ImportLeadsRequest_Rows
 	Item          isImportLeadsRequest_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -821,6 +822,15 @@ func (x *ImportLeadsRequest) GetRow() *ImportRow {
 	return nil
 }
 
+func (x *ImportLeadsRequest) GetRows() *ImportRows {
+	if x != nil {
+		if x, ok := x.Item.(*ImportLeadsRequest_Rows); ok {
+			return x.Rows
+		}
+	}
+	return nil
+}
+
 type isImportLeadsRequest_Item interface {
 	isImportLeadsRequest_Item()
 }
@@ -835,9 +845,62 @@ type ImportLeadsRequest_Row struct {
 	Row *ImportRow `protobuf:"bytes,2,opt,name=row,proto3,oneof"`
 }
 
+type ImportLeadsRequest_Rows struct {
+	// Several rows, in order, each as if sent alone. A bulk client sends
+	// hundreds to a message: it saves the cost of a message per row.
+	Rows *ImportRows `protobuf:"bytes,3,opt,name=rows,proto3,oneof"`
+}
+
 func (*ImportLeadsRequest_Options) isImportLeadsRequest_Item() {}
 
 func (*ImportLeadsRequest_Row) isImportLeadsRequest_Item() {}
+
+func (*ImportLeadsRequest_Rows) isImportLeadsRequest_Item() {}
+
+// ImportRows are consecutive rows of an import.
+type ImportRows struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*ImportRow           `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRows) Reset() {
+	*x = ImportRows{}
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRows) ProtoMessage() {}
+
+func (x *ImportRows) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRows.ProtoReflect.Descriptor instead.
+func (*ImportRows) Descriptor() ([]byte, []int) {
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ImportRows) GetRows() []*ImportRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
 
 // ImportOptions apply to every row of an import.
 type ImportOptions struct {
@@ -851,7 +914,7 @@ type ImportOptions struct {
 
 func (x *ImportOptions) Reset() {
 	*x = ImportOptions{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[15]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +926,7 @@ func (x *ImportOptions) String() string {
 func (*ImportOptions) ProtoMessage() {}
 
 func (x *ImportOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[15]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +939,7 @@ func (x *ImportOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportOptions.ProtoReflect.Descriptor instead.
 func (*ImportOptions) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImportOptions) GetSource() string {
@@ -905,7 +968,7 @@ type ImportRow struct {
 
 func (x *ImportRow) Reset() {
 	*x = ImportRow{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[16]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +980,7 @@ func (x *ImportRow) String() string {
 func (*ImportRow) ProtoMessage() {}
 
 func (x *ImportRow) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[16]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +993,7 @@ func (x *ImportRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportRow.ProtoReflect.Descriptor instead.
 func (*ImportRow) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ImportRow) GetLine() int64 {
@@ -961,7 +1024,7 @@ type ImportLeadsResponse struct {
 
 func (x *ImportLeadsResponse) Reset() {
 	*x = ImportLeadsResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[17]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1036,7 @@ func (x *ImportLeadsResponse) String() string {
 func (*ImportLeadsResponse) ProtoMessage() {}
 
 func (x *ImportLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[17]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1049,7 @@ func (x *ImportLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLeadsResponse.ProtoReflect.Descriptor instead.
 func (*ImportLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ImportLeadsResponse) GetCreated() int64 {
@@ -1029,7 +1092,7 @@ type RecordActivityRequest struct {
 
 func (x *RecordActivityRequest) Reset() {
 	*x = RecordActivityRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[18]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1104,7 @@ func (x *RecordActivityRequest) String() string {
 func (*RecordActivityRequest) ProtoMessage() {}
 
 func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[18]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1117,7 @@ func (x *RecordActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityRequest.ProtoReflect.Descriptor instead.
 func (*RecordActivityRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordActivityRequest) GetParent() string {
@@ -1083,7 +1146,7 @@ type RecordActivityResponse struct {
 
 func (x *RecordActivityResponse) Reset() {
 	*x = RecordActivityResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[19]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1158,7 @@ func (x *RecordActivityResponse) String() string {
 func (*RecordActivityResponse) ProtoMessage() {}
 
 func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[19]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1171,7 @@ func (x *RecordActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActivityResponse.ProtoReflect.Descriptor instead.
 func (*RecordActivityResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RecordActivityResponse) GetActivity() *Activity {
@@ -1137,7 +1200,7 @@ type ListActivitiesRequest struct {
 
 func (x *ListActivitiesRequest) Reset() {
 	*x = ListActivitiesRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[20]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1212,7 @@ func (x *ListActivitiesRequest) String() string {
 func (*ListActivitiesRequest) ProtoMessage() {}
 
 func (x *ListActivitiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[20]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1225,7 @@ func (x *ListActivitiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActivitiesRequest.ProtoReflect.Descriptor instead.
 func (*ListActivitiesRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListActivitiesRequest) GetParent() string {
@@ -1197,7 +1260,7 @@ type ListActivitiesResponse struct {
 
 func (x *ListActivitiesResponse) Reset() {
 	*x = ListActivitiesResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[21]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1272,7 @@ func (x *ListActivitiesResponse) String() string {
 func (*ListActivitiesResponse) ProtoMessage() {}
 
 func (x *ListActivitiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[21]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1285,7 @@ func (x *ListActivitiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActivitiesResponse.ProtoReflect.Descriptor instead.
 func (*ListActivitiesResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListActivitiesResponse) GetActivities() []*Activity {
@@ -1251,7 +1314,7 @@ type ListLeadChangesRequest struct {
 
 func (x *ListLeadChangesRequest) Reset() {
 	*x = ListLeadChangesRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[22]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1326,7 @@ func (x *ListLeadChangesRequest) String() string {
 func (*ListLeadChangesRequest) ProtoMessage() {}
 
 func (x *ListLeadChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[22]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1339,7 @@ func (x *ListLeadChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeadChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListLeadChangesRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListLeadChangesRequest) GetParent() string {
@@ -1311,7 +1374,7 @@ type ListLeadChangesResponse struct {
 
 func (x *ListLeadChangesResponse) Reset() {
 	*x = ListLeadChangesResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[23]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1386,7 @@ func (x *ListLeadChangesResponse) String() string {
 func (*ListLeadChangesResponse) ProtoMessage() {}
 
 func (x *ListLeadChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[23]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1399,7 @@ func (x *ListLeadChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeadChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListLeadChangesResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListLeadChangesResponse) GetChanges() []*LeadChange {
@@ -1366,7 +1429,7 @@ type CreateFormRequest struct {
 
 func (x *CreateFormRequest) Reset() {
 	*x = CreateFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[24]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1441,7 @@ func (x *CreateFormRequest) String() string {
 func (*CreateFormRequest) ProtoMessage() {}
 
 func (x *CreateFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[24]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1454,7 @@ func (x *CreateFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFormRequest.ProtoReflect.Descriptor instead.
 func (*CreateFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateFormRequest) GetForm() *Form {
@@ -1425,7 +1488,7 @@ type CreateFormResponse struct {
 
 func (x *CreateFormResponse) Reset() {
 	*x = CreateFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[25]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1500,7 @@ func (x *CreateFormResponse) String() string {
 func (*CreateFormResponse) ProtoMessage() {}
 
 func (x *CreateFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[25]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1513,7 @@ func (x *CreateFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFormResponse.ProtoReflect.Descriptor instead.
 func (*CreateFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateFormResponse) GetForm() *Form {
@@ -1470,7 +1533,7 @@ type GetFormRequest struct {
 
 func (x *GetFormRequest) Reset() {
 	*x = GetFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[26]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1545,7 @@ func (x *GetFormRequest) String() string {
 func (*GetFormRequest) ProtoMessage() {}
 
 func (x *GetFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[26]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1558,7 @@ func (x *GetFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFormRequest.ProtoReflect.Descriptor instead.
 func (*GetFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetFormRequest) GetName() string {
@@ -1515,7 +1578,7 @@ type GetFormResponse struct {
 
 func (x *GetFormResponse) Reset() {
 	*x = GetFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[27]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1590,7 @@ func (x *GetFormResponse) String() string {
 func (*GetFormResponse) ProtoMessage() {}
 
 func (x *GetFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[27]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1603,7 @@ func (x *GetFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFormResponse.ProtoReflect.Descriptor instead.
 func (*GetFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetFormResponse) GetForm() *Form {
@@ -1561,7 +1624,7 @@ type ListFormsRequest struct {
 
 func (x *ListFormsRequest) Reset() {
 	*x = ListFormsRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[28]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1636,7 @@ func (x *ListFormsRequest) String() string {
 func (*ListFormsRequest) ProtoMessage() {}
 
 func (x *ListFormsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[28]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1649,7 @@ func (x *ListFormsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFormsRequest.ProtoReflect.Descriptor instead.
 func (*ListFormsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListFormsRequest) GetPageSize() int32 {
@@ -1614,7 +1677,7 @@ type ListFormsResponse struct {
 
 func (x *ListFormsResponse) Reset() {
 	*x = ListFormsResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[29]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1689,7 @@ func (x *ListFormsResponse) String() string {
 func (*ListFormsResponse) ProtoMessage() {}
 
 func (x *ListFormsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[29]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1702,7 @@ func (x *ListFormsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFormsResponse.ProtoReflect.Descriptor instead.
 func (*ListFormsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListFormsResponse) GetForms() []*Form {
@@ -1668,7 +1731,7 @@ type UpdateFormRequest struct {
 
 func (x *UpdateFormRequest) Reset() {
 	*x = UpdateFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[30]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1743,7 @@ func (x *UpdateFormRequest) String() string {
 func (*UpdateFormRequest) ProtoMessage() {}
 
 func (x *UpdateFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[30]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1756,7 @@ func (x *UpdateFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFormRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateFormRequest) GetForm() *Form {
@@ -1720,7 +1783,7 @@ type UpdateFormResponse struct {
 
 func (x *UpdateFormResponse) Reset() {
 	*x = UpdateFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[31]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1795,7 @@ func (x *UpdateFormResponse) String() string {
 func (*UpdateFormResponse) ProtoMessage() {}
 
 func (x *UpdateFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[31]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1808,7 @@ func (x *UpdateFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFormResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateFormResponse) GetForm() *Form {
@@ -1766,7 +1829,7 @@ type DeleteFormRequest struct {
 
 func (x *DeleteFormRequest) Reset() {
 	*x = DeleteFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[32]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1841,7 @@ func (x *DeleteFormRequest) String() string {
 func (*DeleteFormRequest) ProtoMessage() {}
 
 func (x *DeleteFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[32]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1854,7 @@ func (x *DeleteFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFormRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteFormRequest) GetName() string {
@@ -1817,7 +1880,7 @@ type DeleteFormResponse struct {
 
 func (x *DeleteFormResponse) Reset() {
 	*x = DeleteFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[33]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1892,7 @@ func (x *DeleteFormResponse) String() string {
 func (*DeleteFormResponse) ProtoMessage() {}
 
 func (x *DeleteFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[33]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1905,7 @@ func (x *DeleteFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFormResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 // SubmitFormRequest is one public form submission.
@@ -1857,7 +1920,7 @@ type SubmitFormRequest struct {
 
 func (x *SubmitFormRequest) Reset() {
 	*x = SubmitFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[34]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1932,7 @@ func (x *SubmitFormRequest) String() string {
 func (*SubmitFormRequest) ProtoMessage() {}
 
 func (x *SubmitFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[34]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1945,7 @@ func (x *SubmitFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitFormRequest.ProtoReflect.Descriptor instead.
 func (*SubmitFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubmitFormRequest) GetName() string {
@@ -1910,7 +1973,7 @@ type SubmitFormResponse struct {
 
 func (x *SubmitFormResponse) Reset() {
 	*x = SubmitFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[35]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +1985,7 @@ func (x *SubmitFormResponse) String() string {
 func (*SubmitFormResponse) ProtoMessage() {}
 
 func (x *SubmitFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[35]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +1998,7 @@ func (x *SubmitFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitFormResponse.ProtoReflect.Descriptor instead.
 func (*SubmitFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubmitFormResponse) GetThankYouUrl() string {
@@ -1955,7 +2018,7 @@ type GetPublicFormRequest struct {
 
 func (x *GetPublicFormRequest) Reset() {
 	*x = GetPublicFormRequest{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[36]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2030,7 @@ func (x *GetPublicFormRequest) String() string {
 func (*GetPublicFormRequest) ProtoMessage() {}
 
 func (x *GetPublicFormRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[36]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2043,7 @@ func (x *GetPublicFormRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicFormRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicFormRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetPublicFormRequest) GetName() string {
@@ -2004,7 +2067,7 @@ type GetPublicFormResponse struct {
 
 func (x *GetPublicFormResponse) Reset() {
 	*x = GetPublicFormResponse{}
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[37]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2079,7 @@ func (x *GetPublicFormResponse) String() string {
 func (*GetPublicFormResponse) ProtoMessage() {}
 
 func (x *GetPublicFormResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[37]
+	mi := &file_leadflow_ingestion_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2092,7 @@ func (x *GetPublicFormResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicFormResponse.ProtoReflect.Descriptor instead.
 func (*GetPublicFormResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_leadflow_ingestion_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetPublicFormResponse) GetAllowedOrigins() []string {
@@ -2111,11 +2174,15 @@ const file_leadflow_ingestion_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"E\n" +
 	"\x12MergeLeadsResponse\x12/\n" +
-	"\x04lead\x18\x01 \x01(\v2\x1b.leadflow.ingestion.v1.LeadR\x04lead\"\x94\x01\n" +
+	"\x04lead\x18\x01 \x01(\v2\x1b.leadflow.ingestion.v1.LeadR\x04lead\"\xcd\x01\n" +
 	"\x12ImportLeadsRequest\x12@\n" +
 	"\aoptions\x18\x01 \x01(\v2$.leadflow.ingestion.v1.ImportOptionsH\x00R\aoptions\x124\n" +
-	"\x03row\x18\x02 \x01(\v2 .leadflow.ingestion.v1.ImportRowH\x00R\x03rowB\x06\n" +
-	"\x04item\"W\n" +
+	"\x03row\x18\x02 \x01(\v2 .leadflow.ingestion.v1.ImportRowH\x00R\x03row\x127\n" +
+	"\x04rows\x18\x03 \x01(\v2!.leadflow.ingestion.v1.ImportRowsH\x00R\x04rowsB\x06\n" +
+	"\x04item\"O\n" +
+	"\n" +
+	"ImportRows\x12A\n" +
+	"\x04rows\x18\x01 \x03(\v2 .leadflow.ingestion.v1.ImportRowB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x04rows\"W\n" +
 	"\rImportOptions\x12 \n" +
 	"\x06source\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x06source\x12$\n" +
 	"\bcampaign\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\bcampaign\"P\n" +
@@ -2243,7 +2310,7 @@ func file_leadflow_ingestion_v1_service_proto_rawDescGZIP() []byte {
 	return file_leadflow_ingestion_v1_service_proto_rawDescData
 }
 
-var file_leadflow_ingestion_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_leadflow_ingestion_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_leadflow_ingestion_v1_service_proto_goTypes = []any{
 	(*CreateLeadRequest)(nil),       // 0: leadflow.ingestion.v1.CreateLeadRequest
 	(*CreateLeadResponse)(nil),      // 1: leadflow.ingestion.v1.CreateLeadResponse
@@ -2260,110 +2327,113 @@ var file_leadflow_ingestion_v1_service_proto_goTypes = []any{
 	(*MergeLeadsRequest)(nil),       // 12: leadflow.ingestion.v1.MergeLeadsRequest
 	(*MergeLeadsResponse)(nil),      // 13: leadflow.ingestion.v1.MergeLeadsResponse
 	(*ImportLeadsRequest)(nil),      // 14: leadflow.ingestion.v1.ImportLeadsRequest
-	(*ImportOptions)(nil),           // 15: leadflow.ingestion.v1.ImportOptions
-	(*ImportRow)(nil),               // 16: leadflow.ingestion.v1.ImportRow
-	(*ImportLeadsResponse)(nil),     // 17: leadflow.ingestion.v1.ImportLeadsResponse
-	(*RecordActivityRequest)(nil),   // 18: leadflow.ingestion.v1.RecordActivityRequest
-	(*RecordActivityResponse)(nil),  // 19: leadflow.ingestion.v1.RecordActivityResponse
-	(*ListActivitiesRequest)(nil),   // 20: leadflow.ingestion.v1.ListActivitiesRequest
-	(*ListActivitiesResponse)(nil),  // 21: leadflow.ingestion.v1.ListActivitiesResponse
-	(*ListLeadChangesRequest)(nil),  // 22: leadflow.ingestion.v1.ListLeadChangesRequest
-	(*ListLeadChangesResponse)(nil), // 23: leadflow.ingestion.v1.ListLeadChangesResponse
-	(*CreateFormRequest)(nil),       // 24: leadflow.ingestion.v1.CreateFormRequest
-	(*CreateFormResponse)(nil),      // 25: leadflow.ingestion.v1.CreateFormResponse
-	(*GetFormRequest)(nil),          // 26: leadflow.ingestion.v1.GetFormRequest
-	(*GetFormResponse)(nil),         // 27: leadflow.ingestion.v1.GetFormResponse
-	(*ListFormsRequest)(nil),        // 28: leadflow.ingestion.v1.ListFormsRequest
-	(*ListFormsResponse)(nil),       // 29: leadflow.ingestion.v1.ListFormsResponse
-	(*UpdateFormRequest)(nil),       // 30: leadflow.ingestion.v1.UpdateFormRequest
-	(*UpdateFormResponse)(nil),      // 31: leadflow.ingestion.v1.UpdateFormResponse
-	(*DeleteFormRequest)(nil),       // 32: leadflow.ingestion.v1.DeleteFormRequest
-	(*DeleteFormResponse)(nil),      // 33: leadflow.ingestion.v1.DeleteFormResponse
-	(*SubmitFormRequest)(nil),       // 34: leadflow.ingestion.v1.SubmitFormRequest
-	(*SubmitFormResponse)(nil),      // 35: leadflow.ingestion.v1.SubmitFormResponse
-	(*GetPublicFormRequest)(nil),    // 36: leadflow.ingestion.v1.GetPublicFormRequest
-	(*GetPublicFormResponse)(nil),   // 37: leadflow.ingestion.v1.GetPublicFormResponse
-	nil,                             // 38: leadflow.ingestion.v1.SubmitFormRequest.FieldsEntry
-	(*Lead)(nil),                    // 39: leadflow.ingestion.v1.Lead
-	(*Consent)(nil),                 // 40: leadflow.ingestion.v1.Consent
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 42: google.protobuf.FieldMask
-	(*LeadExport)(nil),              // 43: leadflow.ingestion.v1.LeadExport
-	(*ImportError)(nil),             // 44: leadflow.ingestion.v1.ImportError
-	(*Activity)(nil),                // 45: leadflow.ingestion.v1.Activity
-	(*LeadChange)(nil),              // 46: leadflow.ingestion.v1.LeadChange
-	(*Form)(nil),                    // 47: leadflow.ingestion.v1.Form
+	(*ImportRows)(nil),              // 15: leadflow.ingestion.v1.ImportRows
+	(*ImportOptions)(nil),           // 16: leadflow.ingestion.v1.ImportOptions
+	(*ImportRow)(nil),               // 17: leadflow.ingestion.v1.ImportRow
+	(*ImportLeadsResponse)(nil),     // 18: leadflow.ingestion.v1.ImportLeadsResponse
+	(*RecordActivityRequest)(nil),   // 19: leadflow.ingestion.v1.RecordActivityRequest
+	(*RecordActivityResponse)(nil),  // 20: leadflow.ingestion.v1.RecordActivityResponse
+	(*ListActivitiesRequest)(nil),   // 21: leadflow.ingestion.v1.ListActivitiesRequest
+	(*ListActivitiesResponse)(nil),  // 22: leadflow.ingestion.v1.ListActivitiesResponse
+	(*ListLeadChangesRequest)(nil),  // 23: leadflow.ingestion.v1.ListLeadChangesRequest
+	(*ListLeadChangesResponse)(nil), // 24: leadflow.ingestion.v1.ListLeadChangesResponse
+	(*CreateFormRequest)(nil),       // 25: leadflow.ingestion.v1.CreateFormRequest
+	(*CreateFormResponse)(nil),      // 26: leadflow.ingestion.v1.CreateFormResponse
+	(*GetFormRequest)(nil),          // 27: leadflow.ingestion.v1.GetFormRequest
+	(*GetFormResponse)(nil),         // 28: leadflow.ingestion.v1.GetFormResponse
+	(*ListFormsRequest)(nil),        // 29: leadflow.ingestion.v1.ListFormsRequest
+	(*ListFormsResponse)(nil),       // 30: leadflow.ingestion.v1.ListFormsResponse
+	(*UpdateFormRequest)(nil),       // 31: leadflow.ingestion.v1.UpdateFormRequest
+	(*UpdateFormResponse)(nil),      // 32: leadflow.ingestion.v1.UpdateFormResponse
+	(*DeleteFormRequest)(nil),       // 33: leadflow.ingestion.v1.DeleteFormRequest
+	(*DeleteFormResponse)(nil),      // 34: leadflow.ingestion.v1.DeleteFormResponse
+	(*SubmitFormRequest)(nil),       // 35: leadflow.ingestion.v1.SubmitFormRequest
+	(*SubmitFormResponse)(nil),      // 36: leadflow.ingestion.v1.SubmitFormResponse
+	(*GetPublicFormRequest)(nil),    // 37: leadflow.ingestion.v1.GetPublicFormRequest
+	(*GetPublicFormResponse)(nil),   // 38: leadflow.ingestion.v1.GetPublicFormResponse
+	nil,                             // 39: leadflow.ingestion.v1.SubmitFormRequest.FieldsEntry
+	(*Lead)(nil),                    // 40: leadflow.ingestion.v1.Lead
+	(*Consent)(nil),                 // 41: leadflow.ingestion.v1.Consent
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 43: google.protobuf.FieldMask
+	(*LeadExport)(nil),              // 44: leadflow.ingestion.v1.LeadExport
+	(*ImportError)(nil),             // 45: leadflow.ingestion.v1.ImportError
+	(*Activity)(nil),                // 46: leadflow.ingestion.v1.Activity
+	(*LeadChange)(nil),              // 47: leadflow.ingestion.v1.LeadChange
+	(*Form)(nil),                    // 48: leadflow.ingestion.v1.Form
 }
 var file_leadflow_ingestion_v1_service_proto_depIdxs = []int32{
-	39, // 0: leadflow.ingestion.v1.CreateLeadRequest.lead:type_name -> leadflow.ingestion.v1.Lead
-	40, // 1: leadflow.ingestion.v1.CreateLeadRequest.consent:type_name -> leadflow.ingestion.v1.Consent
-	39, // 2: leadflow.ingestion.v1.CreateLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
-	39, // 3: leadflow.ingestion.v1.GetLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
-	41, // 4: leadflow.ingestion.v1.ListLeadsRequest.min_update_time:type_name -> google.protobuf.Timestamp
-	39, // 5: leadflow.ingestion.v1.ListLeadsResponse.leads:type_name -> leadflow.ingestion.v1.Lead
-	39, // 6: leadflow.ingestion.v1.UpdateLeadRequest.lead:type_name -> leadflow.ingestion.v1.Lead
-	42, // 7: leadflow.ingestion.v1.UpdateLeadRequest.update_mask:type_name -> google.protobuf.FieldMask
-	39, // 8: leadflow.ingestion.v1.UpdateLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
-	43, // 9: leadflow.ingestion.v1.ExportLeadResponse.export:type_name -> leadflow.ingestion.v1.LeadExport
-	39, // 10: leadflow.ingestion.v1.MergeLeadsResponse.lead:type_name -> leadflow.ingestion.v1.Lead
-	15, // 11: leadflow.ingestion.v1.ImportLeadsRequest.options:type_name -> leadflow.ingestion.v1.ImportOptions
-	16, // 12: leadflow.ingestion.v1.ImportLeadsRequest.row:type_name -> leadflow.ingestion.v1.ImportRow
-	39, // 13: leadflow.ingestion.v1.ImportRow.lead:type_name -> leadflow.ingestion.v1.Lead
-	44, // 14: leadflow.ingestion.v1.ImportLeadsResponse.errors:type_name -> leadflow.ingestion.v1.ImportError
-	45, // 15: leadflow.ingestion.v1.RecordActivityRequest.activity:type_name -> leadflow.ingestion.v1.Activity
-	45, // 16: leadflow.ingestion.v1.RecordActivityResponse.activity:type_name -> leadflow.ingestion.v1.Activity
-	45, // 17: leadflow.ingestion.v1.ListActivitiesResponse.activities:type_name -> leadflow.ingestion.v1.Activity
-	46, // 18: leadflow.ingestion.v1.ListLeadChangesResponse.changes:type_name -> leadflow.ingestion.v1.LeadChange
-	47, // 19: leadflow.ingestion.v1.CreateFormRequest.form:type_name -> leadflow.ingestion.v1.Form
-	47, // 20: leadflow.ingestion.v1.CreateFormResponse.form:type_name -> leadflow.ingestion.v1.Form
-	47, // 21: leadflow.ingestion.v1.GetFormResponse.form:type_name -> leadflow.ingestion.v1.Form
-	47, // 22: leadflow.ingestion.v1.ListFormsResponse.forms:type_name -> leadflow.ingestion.v1.Form
-	47, // 23: leadflow.ingestion.v1.UpdateFormRequest.form:type_name -> leadflow.ingestion.v1.Form
-	42, // 24: leadflow.ingestion.v1.UpdateFormRequest.update_mask:type_name -> google.protobuf.FieldMask
-	47, // 25: leadflow.ingestion.v1.UpdateFormResponse.form:type_name -> leadflow.ingestion.v1.Form
-	38, // 26: leadflow.ingestion.v1.SubmitFormRequest.fields:type_name -> leadflow.ingestion.v1.SubmitFormRequest.FieldsEntry
-	41, // 27: leadflow.ingestion.v1.GetPublicFormResponse.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 28: leadflow.ingestion.v1.IngestionService.CreateLead:input_type -> leadflow.ingestion.v1.CreateLeadRequest
-	2,  // 29: leadflow.ingestion.v1.IngestionService.GetLead:input_type -> leadflow.ingestion.v1.GetLeadRequest
-	4,  // 30: leadflow.ingestion.v1.IngestionService.ListLeads:input_type -> leadflow.ingestion.v1.ListLeadsRequest
-	6,  // 31: leadflow.ingestion.v1.IngestionService.UpdateLead:input_type -> leadflow.ingestion.v1.UpdateLeadRequest
-	8,  // 32: leadflow.ingestion.v1.IngestionService.DeleteLead:input_type -> leadflow.ingestion.v1.DeleteLeadRequest
-	10, // 33: leadflow.ingestion.v1.IngestionService.ExportLead:input_type -> leadflow.ingestion.v1.ExportLeadRequest
-	12, // 34: leadflow.ingestion.v1.IngestionService.MergeLeads:input_type -> leadflow.ingestion.v1.MergeLeadsRequest
-	14, // 35: leadflow.ingestion.v1.IngestionService.ImportLeads:input_type -> leadflow.ingestion.v1.ImportLeadsRequest
-	18, // 36: leadflow.ingestion.v1.IngestionService.RecordActivity:input_type -> leadflow.ingestion.v1.RecordActivityRequest
-	20, // 37: leadflow.ingestion.v1.IngestionService.ListActivities:input_type -> leadflow.ingestion.v1.ListActivitiesRequest
-	22, // 38: leadflow.ingestion.v1.IngestionService.ListLeadChanges:input_type -> leadflow.ingestion.v1.ListLeadChangesRequest
-	24, // 39: leadflow.ingestion.v1.IngestionService.CreateForm:input_type -> leadflow.ingestion.v1.CreateFormRequest
-	26, // 40: leadflow.ingestion.v1.IngestionService.GetForm:input_type -> leadflow.ingestion.v1.GetFormRequest
-	28, // 41: leadflow.ingestion.v1.IngestionService.ListForms:input_type -> leadflow.ingestion.v1.ListFormsRequest
-	30, // 42: leadflow.ingestion.v1.IngestionService.UpdateForm:input_type -> leadflow.ingestion.v1.UpdateFormRequest
-	32, // 43: leadflow.ingestion.v1.IngestionService.DeleteForm:input_type -> leadflow.ingestion.v1.DeleteFormRequest
-	34, // 44: leadflow.ingestion.v1.IngestionService.SubmitForm:input_type -> leadflow.ingestion.v1.SubmitFormRequest
-	36, // 45: leadflow.ingestion.v1.IngestionService.GetPublicForm:input_type -> leadflow.ingestion.v1.GetPublicFormRequest
-	1,  // 46: leadflow.ingestion.v1.IngestionService.CreateLead:output_type -> leadflow.ingestion.v1.CreateLeadResponse
-	3,  // 47: leadflow.ingestion.v1.IngestionService.GetLead:output_type -> leadflow.ingestion.v1.GetLeadResponse
-	5,  // 48: leadflow.ingestion.v1.IngestionService.ListLeads:output_type -> leadflow.ingestion.v1.ListLeadsResponse
-	7,  // 49: leadflow.ingestion.v1.IngestionService.UpdateLead:output_type -> leadflow.ingestion.v1.UpdateLeadResponse
-	9,  // 50: leadflow.ingestion.v1.IngestionService.DeleteLead:output_type -> leadflow.ingestion.v1.DeleteLeadResponse
-	11, // 51: leadflow.ingestion.v1.IngestionService.ExportLead:output_type -> leadflow.ingestion.v1.ExportLeadResponse
-	13, // 52: leadflow.ingestion.v1.IngestionService.MergeLeads:output_type -> leadflow.ingestion.v1.MergeLeadsResponse
-	17, // 53: leadflow.ingestion.v1.IngestionService.ImportLeads:output_type -> leadflow.ingestion.v1.ImportLeadsResponse
-	19, // 54: leadflow.ingestion.v1.IngestionService.RecordActivity:output_type -> leadflow.ingestion.v1.RecordActivityResponse
-	21, // 55: leadflow.ingestion.v1.IngestionService.ListActivities:output_type -> leadflow.ingestion.v1.ListActivitiesResponse
-	23, // 56: leadflow.ingestion.v1.IngestionService.ListLeadChanges:output_type -> leadflow.ingestion.v1.ListLeadChangesResponse
-	25, // 57: leadflow.ingestion.v1.IngestionService.CreateForm:output_type -> leadflow.ingestion.v1.CreateFormResponse
-	27, // 58: leadflow.ingestion.v1.IngestionService.GetForm:output_type -> leadflow.ingestion.v1.GetFormResponse
-	29, // 59: leadflow.ingestion.v1.IngestionService.ListForms:output_type -> leadflow.ingestion.v1.ListFormsResponse
-	31, // 60: leadflow.ingestion.v1.IngestionService.UpdateForm:output_type -> leadflow.ingestion.v1.UpdateFormResponse
-	33, // 61: leadflow.ingestion.v1.IngestionService.DeleteForm:output_type -> leadflow.ingestion.v1.DeleteFormResponse
-	35, // 62: leadflow.ingestion.v1.IngestionService.SubmitForm:output_type -> leadflow.ingestion.v1.SubmitFormResponse
-	37, // 63: leadflow.ingestion.v1.IngestionService.GetPublicForm:output_type -> leadflow.ingestion.v1.GetPublicFormResponse
-	46, // [46:64] is the sub-list for method output_type
-	28, // [28:46] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	40, // 0: leadflow.ingestion.v1.CreateLeadRequest.lead:type_name -> leadflow.ingestion.v1.Lead
+	41, // 1: leadflow.ingestion.v1.CreateLeadRequest.consent:type_name -> leadflow.ingestion.v1.Consent
+	40, // 2: leadflow.ingestion.v1.CreateLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
+	40, // 3: leadflow.ingestion.v1.GetLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
+	42, // 4: leadflow.ingestion.v1.ListLeadsRequest.min_update_time:type_name -> google.protobuf.Timestamp
+	40, // 5: leadflow.ingestion.v1.ListLeadsResponse.leads:type_name -> leadflow.ingestion.v1.Lead
+	40, // 6: leadflow.ingestion.v1.UpdateLeadRequest.lead:type_name -> leadflow.ingestion.v1.Lead
+	43, // 7: leadflow.ingestion.v1.UpdateLeadRequest.update_mask:type_name -> google.protobuf.FieldMask
+	40, // 8: leadflow.ingestion.v1.UpdateLeadResponse.lead:type_name -> leadflow.ingestion.v1.Lead
+	44, // 9: leadflow.ingestion.v1.ExportLeadResponse.export:type_name -> leadflow.ingestion.v1.LeadExport
+	40, // 10: leadflow.ingestion.v1.MergeLeadsResponse.lead:type_name -> leadflow.ingestion.v1.Lead
+	16, // 11: leadflow.ingestion.v1.ImportLeadsRequest.options:type_name -> leadflow.ingestion.v1.ImportOptions
+	17, // 12: leadflow.ingestion.v1.ImportLeadsRequest.row:type_name -> leadflow.ingestion.v1.ImportRow
+	15, // 13: leadflow.ingestion.v1.ImportLeadsRequest.rows:type_name -> leadflow.ingestion.v1.ImportRows
+	17, // 14: leadflow.ingestion.v1.ImportRows.rows:type_name -> leadflow.ingestion.v1.ImportRow
+	40, // 15: leadflow.ingestion.v1.ImportRow.lead:type_name -> leadflow.ingestion.v1.Lead
+	45, // 16: leadflow.ingestion.v1.ImportLeadsResponse.errors:type_name -> leadflow.ingestion.v1.ImportError
+	46, // 17: leadflow.ingestion.v1.RecordActivityRequest.activity:type_name -> leadflow.ingestion.v1.Activity
+	46, // 18: leadflow.ingestion.v1.RecordActivityResponse.activity:type_name -> leadflow.ingestion.v1.Activity
+	46, // 19: leadflow.ingestion.v1.ListActivitiesResponse.activities:type_name -> leadflow.ingestion.v1.Activity
+	47, // 20: leadflow.ingestion.v1.ListLeadChangesResponse.changes:type_name -> leadflow.ingestion.v1.LeadChange
+	48, // 21: leadflow.ingestion.v1.CreateFormRequest.form:type_name -> leadflow.ingestion.v1.Form
+	48, // 22: leadflow.ingestion.v1.CreateFormResponse.form:type_name -> leadflow.ingestion.v1.Form
+	48, // 23: leadflow.ingestion.v1.GetFormResponse.form:type_name -> leadflow.ingestion.v1.Form
+	48, // 24: leadflow.ingestion.v1.ListFormsResponse.forms:type_name -> leadflow.ingestion.v1.Form
+	48, // 25: leadflow.ingestion.v1.UpdateFormRequest.form:type_name -> leadflow.ingestion.v1.Form
+	43, // 26: leadflow.ingestion.v1.UpdateFormRequest.update_mask:type_name -> google.protobuf.FieldMask
+	48, // 27: leadflow.ingestion.v1.UpdateFormResponse.form:type_name -> leadflow.ingestion.v1.Form
+	39, // 28: leadflow.ingestion.v1.SubmitFormRequest.fields:type_name -> leadflow.ingestion.v1.SubmitFormRequest.FieldsEntry
+	42, // 29: leadflow.ingestion.v1.GetPublicFormResponse.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 30: leadflow.ingestion.v1.IngestionService.CreateLead:input_type -> leadflow.ingestion.v1.CreateLeadRequest
+	2,  // 31: leadflow.ingestion.v1.IngestionService.GetLead:input_type -> leadflow.ingestion.v1.GetLeadRequest
+	4,  // 32: leadflow.ingestion.v1.IngestionService.ListLeads:input_type -> leadflow.ingestion.v1.ListLeadsRequest
+	6,  // 33: leadflow.ingestion.v1.IngestionService.UpdateLead:input_type -> leadflow.ingestion.v1.UpdateLeadRequest
+	8,  // 34: leadflow.ingestion.v1.IngestionService.DeleteLead:input_type -> leadflow.ingestion.v1.DeleteLeadRequest
+	10, // 35: leadflow.ingestion.v1.IngestionService.ExportLead:input_type -> leadflow.ingestion.v1.ExportLeadRequest
+	12, // 36: leadflow.ingestion.v1.IngestionService.MergeLeads:input_type -> leadflow.ingestion.v1.MergeLeadsRequest
+	14, // 37: leadflow.ingestion.v1.IngestionService.ImportLeads:input_type -> leadflow.ingestion.v1.ImportLeadsRequest
+	19, // 38: leadflow.ingestion.v1.IngestionService.RecordActivity:input_type -> leadflow.ingestion.v1.RecordActivityRequest
+	21, // 39: leadflow.ingestion.v1.IngestionService.ListActivities:input_type -> leadflow.ingestion.v1.ListActivitiesRequest
+	23, // 40: leadflow.ingestion.v1.IngestionService.ListLeadChanges:input_type -> leadflow.ingestion.v1.ListLeadChangesRequest
+	25, // 41: leadflow.ingestion.v1.IngestionService.CreateForm:input_type -> leadflow.ingestion.v1.CreateFormRequest
+	27, // 42: leadflow.ingestion.v1.IngestionService.GetForm:input_type -> leadflow.ingestion.v1.GetFormRequest
+	29, // 43: leadflow.ingestion.v1.IngestionService.ListForms:input_type -> leadflow.ingestion.v1.ListFormsRequest
+	31, // 44: leadflow.ingestion.v1.IngestionService.UpdateForm:input_type -> leadflow.ingestion.v1.UpdateFormRequest
+	33, // 45: leadflow.ingestion.v1.IngestionService.DeleteForm:input_type -> leadflow.ingestion.v1.DeleteFormRequest
+	35, // 46: leadflow.ingestion.v1.IngestionService.SubmitForm:input_type -> leadflow.ingestion.v1.SubmitFormRequest
+	37, // 47: leadflow.ingestion.v1.IngestionService.GetPublicForm:input_type -> leadflow.ingestion.v1.GetPublicFormRequest
+	1,  // 48: leadflow.ingestion.v1.IngestionService.CreateLead:output_type -> leadflow.ingestion.v1.CreateLeadResponse
+	3,  // 49: leadflow.ingestion.v1.IngestionService.GetLead:output_type -> leadflow.ingestion.v1.GetLeadResponse
+	5,  // 50: leadflow.ingestion.v1.IngestionService.ListLeads:output_type -> leadflow.ingestion.v1.ListLeadsResponse
+	7,  // 51: leadflow.ingestion.v1.IngestionService.UpdateLead:output_type -> leadflow.ingestion.v1.UpdateLeadResponse
+	9,  // 52: leadflow.ingestion.v1.IngestionService.DeleteLead:output_type -> leadflow.ingestion.v1.DeleteLeadResponse
+	11, // 53: leadflow.ingestion.v1.IngestionService.ExportLead:output_type -> leadflow.ingestion.v1.ExportLeadResponse
+	13, // 54: leadflow.ingestion.v1.IngestionService.MergeLeads:output_type -> leadflow.ingestion.v1.MergeLeadsResponse
+	18, // 55: leadflow.ingestion.v1.IngestionService.ImportLeads:output_type -> leadflow.ingestion.v1.ImportLeadsResponse
+	20, // 56: leadflow.ingestion.v1.IngestionService.RecordActivity:output_type -> leadflow.ingestion.v1.RecordActivityResponse
+	22, // 57: leadflow.ingestion.v1.IngestionService.ListActivities:output_type -> leadflow.ingestion.v1.ListActivitiesResponse
+	24, // 58: leadflow.ingestion.v1.IngestionService.ListLeadChanges:output_type -> leadflow.ingestion.v1.ListLeadChangesResponse
+	26, // 59: leadflow.ingestion.v1.IngestionService.CreateForm:output_type -> leadflow.ingestion.v1.CreateFormResponse
+	28, // 60: leadflow.ingestion.v1.IngestionService.GetForm:output_type -> leadflow.ingestion.v1.GetFormResponse
+	30, // 61: leadflow.ingestion.v1.IngestionService.ListForms:output_type -> leadflow.ingestion.v1.ListFormsResponse
+	32, // 62: leadflow.ingestion.v1.IngestionService.UpdateForm:output_type -> leadflow.ingestion.v1.UpdateFormResponse
+	34, // 63: leadflow.ingestion.v1.IngestionService.DeleteForm:output_type -> leadflow.ingestion.v1.DeleteFormResponse
+	36, // 64: leadflow.ingestion.v1.IngestionService.SubmitForm:output_type -> leadflow.ingestion.v1.SubmitFormResponse
+	38, // 65: leadflow.ingestion.v1.IngestionService.GetPublicForm:output_type -> leadflow.ingestion.v1.GetPublicFormResponse
+	48, // [48:66] is the sub-list for method output_type
+	30, // [30:48] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_ingestion_v1_service_proto_init() }
@@ -2375,6 +2445,7 @@ func file_leadflow_ingestion_v1_service_proto_init() {
 	file_leadflow_ingestion_v1_service_proto_msgTypes[14].OneofWrappers = []any{
 		(*ImportLeadsRequest_Options)(nil),
 		(*ImportLeadsRequest_Row)(nil),
+		(*ImportLeadsRequest_Rows)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2382,7 +2453,7 @@ func file_leadflow_ingestion_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_ingestion_v1_service_proto_rawDesc), len(file_leadflow_ingestion_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
