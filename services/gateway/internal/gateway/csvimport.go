@@ -138,10 +138,28 @@ func (c *csvImporter) sendRows(body io.Reader, stream ingestionv1.IngestionServi
 			own = append(own, &ingestionv1.ImportError{Line: line, Field: field, Reason: reason})
 		}
 	}
+	// Rows go rowsPerMessage to a message: a message per row costs the
+	// service more than the row itself.
+	batch := &ingestionv1.ImportRows{}
+	// flush sends the rows gathered so far; ended reports the service ended
+	// the stream (e.g. over its row limit), whose status arrives with
+	// CloseAndRecv.
+	flush := func() (ended bool, err error) {
+		if len(batch.Rows) == 0 {
+			return false, nil
+		}
+		err = stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Rows{Rows: batch}})
+		batch = &ingestionv1.ImportRows{}
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		return false, err
+	}
 	for {
 		record, err := cr.Read()
 		if errors.Is(err, io.EOF) {
-			return own, nil
+			_, err := flush()
+			return own, err
 		}
 		var perr *csv.ParseError
 		if errors.As(err, &perr) {
@@ -161,19 +179,19 @@ func (c *csvImporter) sendRows(body io.Reader, stream ingestionv1.IngestionServi
 			refuse(int64(line), field, reason)
 			continue
 		}
-		err = stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{
-			Row: &ingestionv1.ImportRow{Line: int64(line), Lead: lead},
-		}})
-		if errors.Is(err, io.EOF) {
-			// The service ended the stream (e.g. over its row limit); its
-			// status arrives with CloseAndRecv.
-			return own, nil
+		batch.Rows = append(batch.Rows, &ingestionv1.ImportRow{Line: int64(line), Lead: lead})
+		if len(batch.Rows) < rowsPerMessage {
+			continue
 		}
-		if err != nil {
+		if ended, err := flush(); ended || err != nil {
 			return own, err
 		}
 	}
 }
+
+// rowsPerMessage is how many rows the gateway sends in one ImportRows
+// message (the service takes up to 1,000).
+const rowsPerMessage = 500
 
 // leadFromRecord maps one row onto a Lead, or names the field it could not
 // read.

@@ -34,6 +34,7 @@ type ingestionStub struct {
 	mu          sync.Mutex
 	submissions []map[string]string
 	ips         []string
+	rowMessages int // import messages that carried rows
 }
 
 func (s *ingestionStub) GetPublicForm(_ context.Context, req *ingestionv1.GetPublicFormRequest) (*ingestionv1.GetPublicFormResponse, error) {
@@ -71,22 +72,30 @@ func (s *ingestionStub) ImportLeads(stream grpc.ClientStreamingServer[ingestionv
 		if err != nil {
 			return err
 		}
-		row := req.GetRow()
-		if row == nil {
-			continue
+		rows := req.GetRows().GetRows()
+		if row := req.GetRow(); row != nil {
+			rows = append(rows, row)
 		}
-		if !strings.Contains(row.GetLead().GetEmail(), "@") {
-			resp.Failed++
-			resp.Errors = append(resp.Errors, &ingestionv1.ImportError{Line: row.GetLine(), Field: "email", Reason: "invalid"})
+		if len(rows) == 0 {
 			continue
 		}
 		s.mu.Lock()
-		s.submissions = append(s.submissions, map[string]string{
-			"email": row.GetLead().GetEmail(), "employees": fmt.Sprint(row.GetLead().GetEmployeeCount()),
-			"first_name": row.GetLead().GetFirstName(), "region": row.GetLead().GetCustomAttributes()["region"],
-		})
+		s.rowMessages++
 		s.mu.Unlock()
-		resp.Created++
+		for _, row := range rows {
+			if !strings.Contains(row.GetLead().GetEmail(), "@") {
+				resp.Failed++
+				resp.Errors = append(resp.Errors, &ingestionv1.ImportError{Line: row.GetLine(), Field: "email", Reason: "invalid"})
+				continue
+			}
+			s.mu.Lock()
+			s.submissions = append(s.submissions, map[string]string{
+				"email": row.GetLead().GetEmail(), "employees": fmt.Sprint(row.GetLead().GetEmployeeCount()),
+				"first_name": row.GetLead().GetFirstName(), "region": row.GetLead().GetCustomAttributes()["region"],
+			})
+			s.mu.Unlock()
+			resp.Created++
+		}
 	}
 }
 
@@ -118,7 +127,7 @@ func newFormServer(t *testing.T, forms gateway.FormOptions) (*httptest.Server, *
 		MaxBodyBytes:   1024,
 		Ingestion:      ingestionv1.NewIngestionServiceClient(conn),
 		Forms:          forms,
-		ImportMaxBytes: 2048,
+		ImportMaxBytes: 64 << 10,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +305,9 @@ func TestCSVImport(t *testing.T) {
 			t.Errorf("error %d on line %s, want %s (%s)", i, summary.Errors[i].Line, want, body)
 		}
 	}
+	if stub.rowMessages != 1 {
+		t.Errorf("rows came in %d messages, want one ImportRows", stub.rowMessages)
+	}
 	stub.mu.Lock()
 	got := stub.submissions[0]
 	stub.mu.Unlock()
@@ -306,7 +318,7 @@ func TestCSVImport(t *testing.T) {
 	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", csv, nil); resp.StatusCode != 401 {
 		t.Fatalf("import without key = %d, want 401", resp.StatusCode)
 	}
-	big := "email\n" + strings.Repeat("someone@example.com\n", 200)
+	big := "email\n" + strings.Repeat("someone@example.com\n", 4000)
 	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", big, map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 413 {
 		t.Fatalf("oversized import = %d, want 413", resp.StatusCode)
 	}
@@ -315,5 +327,24 @@ func TestCSVImport(t *testing.T) {
 	}
 	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", "name,company\nx,y\n", map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 400 {
 		t.Fatalf("import without email column = %d, want 400", resp.StatusCode)
+	}
+}
+
+// A long CSV goes to the service 500 rows to a message, the last one with
+// what is left.
+func TestCSVImportSendsRowsInMessages(t *testing.T) {
+	srv, stub := newFormServer(t, gateway.FormOptions{})
+	var csv strings.Builder
+	csv.WriteString("email\n")
+	for i := range 1201 {
+		fmt.Fprintf(&csv, "lead%d@example.com\n", i)
+	}
+	resp := post(t, srv.URL+"/v1/leads:import", "text/csv", csv.String(), map[string]string{"Authorization": "Bearer " + writerKey})
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"created":"1201"`) {
+		t.Fatalf("import = %d %s, want all 1201 rows created", resp.StatusCode, body)
+	}
+	if stub.rowMessages != 3 {
+		t.Fatalf("rows came in %d messages, want 3 (500, 500 and 201)", stub.rowMessages)
 	}
 }
