@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,15 +209,20 @@ func (f fixture) countWhere(b *testing.B, q string, args ...any) int64 {
 	return n
 }
 
-// importAll streams leads through one ImportLeads call.
+// importAll streams leads through one ImportLeads call, 500 rows to a
+// message as the gateway sends a CSV.
 func (f fixture) importAll(b *testing.B, leads []*ingestionv1.Lead) *ingestionv1.ImportLeadsResponse {
 	b.Helper()
 	stream, err := f.client.ImportLeads(f.acme)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, l := range leads {
-		if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Row{Row: &ingestionv1.ImportRow{Lead: l}}}); err != nil {
+	for chunk := range slices.Chunk(leads, 500) {
+		rows := &ingestionv1.ImportRows{Rows: make([]*ingestionv1.ImportRow, len(chunk))}
+		for i, l := range chunk {
+			rows.Rows[i] = &ingestionv1.ImportRow{Lead: l}
+		}
+		if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Rows{Rows: rows}}); err != nil {
 			b.Fatal(err)
 		}
 	}
