@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -76,20 +75,7 @@ func TestBundlesCarryManyEventsInFewRows(t *testing.T) {
 	rec.accepted = make(chan struct{}, 200)
 	sink := &batchRecorder{recorder: rec}
 	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 30, Lanes: 2})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	for range 200 {
-		select {
-		case <-rec.accepted:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("only %d of 200 events delivered", len(rec.events()))
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("relay: %v", err)
-	}
+	runUntilAccepted(t, relay, rec, 200)
 	if got := byLead(rec.events()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}

@@ -775,6 +775,27 @@ func TestRunWithLanesDeliversEachLeadInOrder(t *testing.T) {
 	}
 }
 
+// runUntilAccepted runs relay until rec has accepted n events, then stops
+// it.
+func runUntilAccepted(t *testing.T, relay *outbox.Relay, rec *recorder, n int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	for range n {
+		select {
+		case <-rec.accepted:
+		case <-time.After(30 * time.Second):
+			cancel()
+			t.Fatalf("only %d of %d events delivered", len(rec.events()), n)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+}
+
 func testRunWithLanes(t *testing.T, batches bool) {
 	pool := newPool(t)
 	want := publishPerLead(t, pool, 25, 4)
@@ -784,20 +805,7 @@ func testRunWithLanes(t *testing.T, batches bool) {
 		sink = &batchRecorder{recorder: rec}
 	}
 	relay := newRelay(pool, map[string]outbox.Sink{"scoring": sink}, outbox.RelayOptions{BatchSize: 7, Lanes: 4})
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	for range 100 {
-		select {
-		case <-rec.accepted:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("only %d of 100 events delivered", len(rec.events()))
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("relay: %v", err)
-	}
+	runUntilAccepted(t, relay, rec, 100)
 	if got := byLead(rec.events()); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered per lead %v, want %v", got, want)
 	}
