@@ -154,8 +154,20 @@ func (s *Service) merge(ctx context.Context, tx Tx, ws, loser, survivor string, 
 	if survivor == "" || survivor == loser {
 		return nil
 	}
-	if _, gone, err := tx.LockLead(ctx, ws, survivor); err != nil || gone {
-		return err
+	// Both leads' turns, in id order as units take them, so no event about
+	// either changes its routing copy while the move reads it.
+	survivorGone := false
+	for _, id := range []string{min(loser, survivor), max(loser, survivor)} {
+		_, gone, err := tx.LockLead(ctx, ws, id)
+		if err != nil {
+			return err
+		}
+		if id == survivor {
+			survivorGone = gone
+		}
+	}
+	if survivorGone {
+		return nil
 	}
 	sh, ok, err := tx.LatestHandoff(ctx, ws, survivor, false)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/gen/go/leadflow/handoff/v1"
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
 	"github.com/leadflow/leadflow/pkg/outbox"
+	"github.com/leadflow/leadflow/pkg/pgtest"
+	"github.com/leadflow/leadflow/pkg/postgres"
 	"github.com/leadflow/leadflow/pkg/service"
 	"github.com/leadflow/leadflow/services/handoff/internal/store"
 )
@@ -556,6 +558,42 @@ func TestLeadErasedAndMerged(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d rows about the erased lead remain", n)
+	}
+}
+
+// A merge takes the loser's turn as well as the survivor's: it waits for
+// an event about the loser under way, so it never moves a routing copy
+// that event is still changing.
+func TestMergeWaitsForTheLosersTurn(t *testing.T) {
+	f := newFixture(t)
+	setUpRouting(f)
+	f.qualify("loser", &eventsv1.LeadAttributes{Country: "DE"})
+	f.qualify("survivor", &eventsv1.LeadAttributes{Country: "DE"})
+
+	tx, err := f.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // committed below
+	if _, err := tx.Exec(t.Context(), postgres.LockKey, "acme", "loser"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.sink.DeliverEvent(f.internal, &eventsv1.DeliverEventRequest{
+			Event: f.event("acme", "loser", &eventsv1.LeadMerged{SurvivorLead: "survivor"})})
+		done <- err
+	}()
+	pgtest.AwaitLockWait(t, f.pool, done)
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	resp, err := f.client.ListHandoffs(f.ctx, &handoffv1.ListHandoffsRequest{Lead: "leads/survivor"})
+	if err != nil || len(resp.GetHandoffs()) != 2 {
+		t.Fatalf("survivor's handoffs after the merge = %v (%v), want both leads'", resp.GetHandoffs(), err)
 	}
 }
 
