@@ -170,12 +170,12 @@ func (r *Relay) listenAndDeliver(ctx context.Context) error {
 		wake[lane] = make(chan struct{}, 1)
 		lanes.Go(func() {
 			for stopping.Err() == nil {
-				rows, events, err := r.deliverDue(ctx, lane, len(wake))
+				n, err := r.deliverDue(ctx, lane, len(wake))
 				if err != nil {
 					stop(err)
 					return
 				}
-				if rows > 0 && events >= r.opts.BatchSize {
+				if n >= r.opts.BatchSize {
 					continue // more may be due right now
 				}
 				select {
@@ -248,16 +248,15 @@ type pending struct {
 // mid-pass leaves its rows leased until the lease runs out; they are then
 // delivered again, which receivers' inboxes make harmless.
 func (r *Relay) DeliverDue(ctx context.Context) (int, error) {
-	_, n, err := r.deliverDue(ctx, 0, 1)
-	return n, err
+	return r.deliverDue(ctx, 0, 1)
 }
 
 // deliverDue is DeliverDue for one of lanes lanes: only the events of the
-// shards that fall to lane. It returns how many rows and events it leased.
-func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (rowCount, eventCount int, err error) {
+// shards that fall to lane.
+func (r *Relay) deliverDue(ctx context.Context, lane, lanes int) (int, error) {
 	var batch []*pending
 	leased := time.Now() // no later than the database's lease starts
-	err = postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
+	err := postgres.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		// The window runs over the rows locked below it: FOR UPDATE cannot
 		// share a level with it.
 		const claim = `
@@ -294,8 +293,9 @@ RETURNING o.id, o.subscribers, o.event, o.events, o.attempts`
 		return nil
 	})
 	if err != nil || len(batch) == 0 {
-		return 0, 0, err
+		return 0, err
 	}
+	eventCount := 0
 	for _, p := range batch {
 		eventCount += len(p.raw)
 	}
@@ -322,19 +322,19 @@ RETURNING o.id, o.subscribers, o.event, o.events, o.attempts`
 	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch) })
+		err := postgres.InTx(recordCtx, r.pool, func(tx pgx.Tx) error { return r.record(recordCtx, tx, batch, ids) })
 		if err == nil {
-			return len(batch), eventCount, nil
+			return eventCount, nil
 		}
 		if ctx.Err() != nil {
-			return len(batch), eventCount, fmt.Errorf("record pass: %w", err) // shutting down: no waiting
+			return eventCount, fmt.Errorf("record pass: %w", err) // shutting down: no waiting
 		}
 		r.opts.Logger.Warn("outbox pass not recorded yet; retrying", "rows", len(batch), "events", eventCount, "error", err)
 		select {
 		case <-recordCtx.Done():
-			return len(batch), eventCount, fmt.Errorf("record pass: %w", err)
+			return eventCount, fmt.Errorf("record pass: %w", err)
 		case <-ctx.Done():
-			return len(batch), eventCount, fmt.Errorf("record pass: %w", err)
+			return eventCount, fmt.Errorf("record pass: %w", err)
 		case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
 		}
 	}
@@ -537,23 +537,19 @@ func (p permanent) Unwrap() error { return p.error }
 // stays whole when all its events failed alike; otherwise what is left of
 // it goes back as rows of one event each.
 //
-// The rows are locked first, then read again: an erasure may have dropped
+// The rows (ids, the batch's) are locked first, then read again: an erasure may have dropped
 // a row or blanked events of a bundle since the pass leased them (see
 // Forget), and what it removed must not come back.
-func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
-	ids := make([]int64, len(batch))
-	for i, p := range batch {
-		ids[i] = p.id
-	}
+func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending, ids []int64) error {
 	rows, err := tx.Query(ctx, `SELECT id, event_leads FROM outbox WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return fmt.Errorf("lock delivered rows: %w", err)
 	}
-	live := make(map[int64][]*string, len(batch)) // a bundle's leads; nil where blanked
+	locked := make(map[int64][]*string, len(batch)) // a bundle's leads; nil where blanked
 	var id int64
 	var leads []*string
 	_, err = pgx.ForEachRow(rows, []any{&id, &leads}, func() error {
-		live[id] = leads
+		locked[id] = leads
 		return nil
 	})
 	if err != nil {
@@ -563,17 +559,19 @@ func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
 	var done []int64
 	b := &pgx.Batch{}
 	for _, p := range batch {
-		leads, ok := live[p.id]
+		leads, ok := locked[p.id]
 		if !ok {
 			continue // dropped by an erasure meanwhile
 		}
 		delay := r.backoff(p.attempts + 1)
 		r.logFailures(p, delay)
 		var left []owed
+		live := 0
 		for e := range p.raw {
 			if p.raw[e] == nil || (p.bundle && leads[e] == nil) {
 				continue // blanked by an erasure
 			}
+			live++
 			if o := p.owed(e); len(o.retry)+len(o.parked) > 0 {
 				left = append(left, o)
 			}
@@ -581,7 +579,7 @@ func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending) error {
 		switch {
 		case len(left) == 0:
 			done = append(done, p.id)
-		case !p.bundle || failedAlike(left, len(p.raw)-blanked(leads, p.bundle)):
+		case !p.bundle || failedAlike(left, live):
 			o := left[0]
 			if len(o.parked) > 0 {
 				b.Queue(`
@@ -667,20 +665,6 @@ func failedAlike(left []owed, live int) bool {
 		}
 	}
 	return true
-}
-
-// blanked counts a bundle's events an erasure blanked.
-func blanked(leads []*string, bundle bool) int {
-	if !bundle {
-		return 0
-	}
-	n := 0
-	for _, l := range leads {
-		if l == nil {
-			n++
-		}
-	}
-	return n
 }
 
 // logFailures logs, per subscriber, the first failure of p's events.

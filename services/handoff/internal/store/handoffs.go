@@ -61,9 +61,9 @@ func (s *Store) LockLead(ctx context.Context, workspace, id string) (handoff.Lea
 	return l.copy(), l.gone, nil
 }
 
-// errCopyVanished: the routing copy was deleted under the lock's wait, by a
-// merge (which does not take the loser's turn); the event is retried, and
-// then finds the lead gone.
+// errCopyVanished: the routing copy was deleted under the lock's wait
+// without the lead's turn. Erasures and merges both take it, so this guards
+// against a deleter that does not; the event is retried.
 var errCopyVanished = errors.New("the lead's routing copy went away meanwhile; retry")
 
 // queueReadLead queues on b what LockLead does once the lead's turn is
