@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
@@ -354,33 +357,77 @@ var newLeadColumns = []string{
 	"account_id", "unsubscribed", "version", "create_time", "update_time", "create_source", "create_fields",
 }
 
-// insertLeads stores new leads with postgres.Insert (a bulk COPY when there
-// are many) and reports taken when any of their emails has a live lead
-// already, inserted before or by a concurrent capture (the insert waits for
-// that capture to finish). Then nothing is inserted: the insert runs under a
-// savepoint, rolled back so the caller can look the emails up and try again.
-// Rows go in the order given (sorted by email), like every other capture's.
+// insertLeads stores new leads with one COPY and reports taken when any of
+// their emails has a live lead already, inserted before or by a concurrent
+// capture (the COPY waits for that capture to finish). Then nothing is
+// inserted: the COPY runs under a savepoint, rolled back so the caller can
+// look the emails up and try again. Rows go in the order given (sorted by
+// email), like every other capture's.
 func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, err error) {
 	if len(leads) == 0 {
 		return false, nil
 	}
-	rows := make([][]any, len(leads))
-	for i, e := range leads {
-		l := e.lead
-		rows[i] = []any{
-			binaryUUID(l.ID), l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country,
-			l.Industry, l.EmployeeCount, l.Source, l.Campaign, nonNil(l.Custom), l.CompanyDomain,
-			binaryUUID(l.AccountID), l.Unsubscribed, l.Version, l.CreateTime, l.UpdateTime,
-			e.created.source, e.created.fields,
+	var rows postgres.CopyRows
+	rows.Grow(leadRowSize * len(leads))
+	for _, e := range leads {
+		if err := appendLeadRow(&rows, e); err != nil {
+			return false, wrap("insert leads", err)
 		}
 	}
 	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		return postgres.Insert(ctx, sp, nil, "leads", newLeadColumns, rows)
+		_, err := postgres.CopyFrom(ctx, sp, "leads", newLeadColumns, &rows)
+		return err
 	})
 	if postgres.IsUniqueViolation(err) && postgres.ConstraintName(err) == "leads_email" {
 		return true, nil
 	}
 	return false, wrap("insert leads", err)
+}
+
+// leadRowSize is about what a new lead's row takes in a COPY, so that a
+// batch's rows are built without growing the buffer over and over.
+const leadRowSize = 400
+
+// emptyJSON is the custom attributes of most leads.
+var emptyJSON = []byte("{}")
+
+// appendLeadRow appends e's new lead in newLeadColumns' order.
+func appendLeadRow(rows *postgres.CopyRows, e *entry) error {
+	l := &e.lead
+	id, err := uuid.Parse(l.ID)
+	if err != nil {
+		return fmt.Errorf("lead id: %w", err)
+	}
+	custom := emptyJSON
+	if len(l.Custom) > 0 {
+		if custom, err = json.Marshal(l.Custom); err != nil {
+			return fmt.Errorf("custom attributes: %w", err)
+		}
+	}
+	var account uuid.UUID // none: NULL
+	if l.AccountID != "" {
+		if account, err = uuid.Parse(l.AccountID); err != nil {
+			return fmt.Errorf("account id: %w", err)
+		}
+	}
+	rows.Row(len(newLeadColumns))
+	rows.UUID(id, false)
+	for _, s := range []string{l.Workspace, l.Email, l.FirstName, l.LastName, l.Company, l.Title, l.Phone, l.Country, l.Industry} {
+		rows.Text(s)
+	}
+	rows.Int4(l.EmployeeCount)
+	rows.Text(l.Source)
+	rows.Text(l.Campaign)
+	rows.JSONB(custom)
+	rows.Text(l.CompanyDomain)
+	rows.UUID(account, true)
+	rows.Bool(l.Unsubscribed)
+	rows.Int8(l.Version)
+	rows.Timestamptz(l.CreateTime)
+	rows.Timestamptz(l.UpdateTime)
+	rows.Text(e.created.source)
+	rows.TextArray(e.created.fields)
+	return nil
 }
 
 // changeSet collects the history entries of one capture call.
