@@ -36,9 +36,11 @@ import (
 	"embed"
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/proto"
@@ -126,9 +128,9 @@ func shardOf(lead string) int16 {
 	return int16(h.Sum32() % shards)
 }
 
-// PublishAll is Publish for many events, written with postgres.Insert: a
-// few in one round trip with the NOTIFY, many as one COPY (a bulk load) and
-// the NOTIFY, so bulk writers (imports) do not pay a round trip per event.
+// PublishAll is Publish for many events: a few are written in one round
+// trip with the NOTIFY, many in bundles with one COPY (a bulk load) and the
+// NOTIFY, so bulk writers (imports) do not pay a round trip per event.
 // It returns the events in the order of msgs.
 func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) ([]*eventsv1.Event, error) {
 	b := &pgx.Batch{}
@@ -145,32 +147,23 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 // typeURLPrefix is what anypb.New puts before a payload's full name.
 const typeURLPrefix = "type.googleapis.com/"
 
-// bundle is the events of one bundle row being built.
-type bundle struct {
-	workspace, typ string
-	shard          int16
-	events         [][]byte
-	leads          []string
-}
-
 // Queue is PublishAll for a caller that has statements of its own to send:
 // the events' rows and NOTIFY are queued on b, to go in the same round trip
-// when the caller sends b in tx, unless they are many, when their COPY runs
-// at once. Either way they commit or vanish with tx. From bundleFrom events
-// on, events of one workspace, type and shard share a bundle row.
+// when the caller sends b in tx. From bundleFrom events on, events of one
+// workspace, type and shard share a bundle row, and the bundles are COPYed
+// at once. Either way they commit or vanish with tx.
 func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	now := p.now()
 	evs := make([]*eventsv1.Event, len(msgs))
 	ids := make([]uuid.UUID, len(msgs))
-	raws := make([][]byte, len(msgs))
-	routed := 0
-	// Payloads and events are marshalled back to back into two buffers,
-	// each keeping a capped slice of its own (a buffer that grows leaves the
-	// earlier slices on the old array, untouched): a bulk call allocates per
+	var routed []int // indices of the events someone subscribes to
+	// Payloads are marshalled back to back into one buffer, each keeping a
+	// capped slice of its own (a buffer that grows leaves the earlier
+	// slices on the old array, untouched): a bulk call allocates per
 	// buffer, not per event.
-	var payloads, encoded []byte
+	var payloads []byte
 	var typ, typeURL string
 	for i, m := range msgs {
 		if t := string(m.Payload.ProtoReflect().Descriptor().FullName()); t != typ {
@@ -181,9 +174,13 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 		if payloads, err = (proto.MarshalOptions{}).MarshalAppend(payloads, m.Payload); err != nil {
 			return nil, fmt.Errorf("pack %s: %w", typ, err)
 		}
+		if i == 0 && len(msgs) > 1 {
+			// Room for the rest, if they are like the first.
+			payloads = slices.Grow(payloads, len(payloads)*(len(msgs)-1)+len(payloads)/2*len(msgs))
+		}
 		anyPayload := &anypb.Any{TypeUrl: typeURL, Value: payloads[start:len(payloads):len(payloads)]}
 		ids[i] = uuid.New()
-		ev := &eventsv1.Event{
+		evs[i] = &eventsv1.Event{
 			Id:          ids[i].String(),
 			Type:        typ,
 			Workspace:   m.Workspace,
@@ -194,25 +191,18 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 			Tracestate:  carrier.Get("tracestate"),
 			Payload:     anyPayload,
 		}
-		evs[i] = ev
-		if len(p.routes[typ]) == 0 {
-			continue
+		if len(p.routes[typ]) > 0 {
+			routed = append(routed, i)
 		}
-		start = len(encoded)
-		if encoded, err = (proto.MarshalOptions{}).MarshalAppend(encoded, ev); err != nil {
-			return nil, fmt.Errorf("encode %s: %w", typ, err)
-		}
-		raws[i] = encoded[start:len(encoded):len(encoded)]
-		routed++
 	}
-	if routed == 0 {
+	if len(routed) == 0 {
 		return evs, nil
 	}
 	var err error
-	if routed < bundleFrom {
-		err = p.insertEvents(ctx, tx, b, ids, evs, raws)
+	if len(routed) < bundleFrom {
+		err = p.insertEvents(ctx, tx, b, ids, evs, routed)
 	} else {
-		err = p.insertBundles(ctx, tx, b, evs, raws)
+		err = p.insertBundles(ctx, tx, evs, routed, len(payloads))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("insert outbox events: %w", err)
@@ -222,37 +212,48 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 	return evs, nil
 }
 
-// insertEvents writes a row per routed event (raws[i] set). Event ids go as
+// insertEvents queues a row for each routed event on b. Event ids go as
 // 16-byte values, which pgx encodes in binary.
-func (p *Publisher) insertEvents(ctx context.Context, tx pgx.Tx, b *pgx.Batch, ids []uuid.UUID, evs []*eventsv1.Event, raws [][]byte) error {
-	rows := make([][]any, 0, len(evs))
-	for i, ev := range evs {
-		if raws[i] == nil {
-			continue
+func (p *Publisher) insertEvents(ctx context.Context, tx pgx.Tx, b *pgx.Batch, ids []uuid.UUID, evs []*eventsv1.Event, routed []int) error {
+	rows := make([][]any, 0, len(routed))
+	for _, i := range routed {
+		ev := evs[i]
+		raw, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", ev.Type, err)
 		}
 		var lead *string
 		if ev.Lead != "" {
 			lead = &ev.Lead
 		}
-		rows = append(rows, []any{[16]byte(ids[i]), ev.Workspace, p.routes[ev.Type], ev.Type, raws[i], lead, shardOf(ev.Lead)})
+		rows = append(rows, []any{[16]byte(ids[i]), ev.Workspace, p.routes[ev.Type], ev.Type, raw, lead, shardOf(ev.Lead)})
 	}
 	return postgres.Insert(ctx, tx, b, "outbox", outboxColumns, rows)
 }
 
-// insertBundles writes the routed events (raws[i] set) in bundles of one
-// workspace, type and shard each, in the order of their first event, each
-// keeping its events in order.
-func (p *Publisher) insertBundles(ctx context.Context, tx pgx.Tx, b *pgx.Batch, evs []*eventsv1.Event, raws [][]byte) error {
+// bundle is the events of one bundle row being built.
+type bundle struct {
+	workspace, typ string
+	shard          int16
+	events         []int // indices into the events
+}
+
+// eventOverhead is about what an event takes beside its payload, for
+// sizing the bundles' COPY.
+const eventOverhead = 320
+
+// insertBundles COPYs the routed events in bundles of one workspace, type
+// and shard each, in the order of their first event, each keeping its
+// events in order. Events are encoded straight into the COPY's rows.
+func (p *Publisher) insertBundles(ctx context.Context, tx pgx.Tx, evs []*eventsv1.Event, routed []int, payloadBytes int) error {
 	type key struct {
 		workspace, typ string
 		shard          int16
 	}
 	open := map[key]*bundle{}
 	var all []*bundle
-	for i, ev := range evs {
-		if raws[i] == nil {
-			continue
-		}
+	for _, i := range routed {
+		ev := evs[i]
 		k := key{ev.Workspace, ev.Type, shardOf(ev.Lead)}
 		bd := open[k]
 		if bd == nil || len(bd.events) == maxBundle {
@@ -260,14 +261,35 @@ func (p *Publisher) insertBundles(ctx context.Context, tx pgx.Tx, b *pgx.Batch, 
 			open[k] = bd
 			all = append(all, bd)
 		}
-		bd.events = append(bd.events, raws[i])
-		bd.leads = append(bd.leads, ev.Lead)
+		bd.events = append(bd.events, i)
 	}
-	rows := make([][]any, len(all))
-	for i, bd := range all {
-		rows[i] = []any{[16]byte(uuid.New()), bd.workspace, p.routes[bd.typ], bd.typ, bd.events, bd.leads, len(bd.events), bd.shard}
+	var rows postgres.CopyRows
+	rows.Grow(payloadBytes + eventOverhead*len(routed))
+	leads := make([]string, 0, maxBundle)
+	for _, bd := range all {
+		rows.Row(len(bundleColumns))
+		rows.UUID(uuid.New(), false)
+		rows.Text(bd.workspace)
+		rows.TextArray(p.routes[bd.typ])
+		rows.Text(bd.typ)
+		rows.Array(pgtype.ByteaOID, len(bd.events), func(j int, b []byte) ([]byte, error) {
+			ev := evs[bd.events[j]]
+			b, err := (proto.MarshalOptions{}).MarshalAppend(b, ev)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", ev.Type, err)
+			}
+			return b, nil
+		})
+		leads = leads[:0]
+		for _, i := range bd.events {
+			leads = append(leads, evs[i].Lead)
+		}
+		rows.TextArray(leads)
+		rows.Int4(int32(len(bd.events)))
+		rows.Int2(bd.shard)
 	}
-	return postgres.Insert(ctx, tx, b, "outbox", bundleColumns, rows)
+	_, err := postgres.CopyFrom(ctx, tx, "outbox", bundleColumns, &rows)
+	return err
 }
 
 // Forget deletes the undelivered events about leads in tx, including parked

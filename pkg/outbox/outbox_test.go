@@ -607,7 +607,8 @@ func TestFailedBatchIsDeliveredOneByOne(t *testing.T) {
 }
 
 // TestQueueRidesOnTheCallersBatch: a few events wait on the caller's batch
-// and go when it is sent; many are COPYed at once. Both are delivered.
+// and go when it is sent; many are COPYed in bundles at once. Both are
+// delivered.
 func TestQueueRidesOnTheCallersBatch(t *testing.T) {
 	pool := newPool(t)
 	msgs := func(n int) []outbox.Message {
@@ -630,10 +631,13 @@ func TestQueueRidesOnTheCallersBatch(t *testing.T) {
 		if err := postgres.SendBatch(t.Context(), tx, b); err != nil {
 			return err
 		}
-		// Many go in bundles, which ride on the batch too.
+		// Many go in bundles, at once.
 		b = &pgx.Batch{}
 		if _, err := newPublisher().Queue(t.Context(), tx, b, msgs(outbox.BundleFrom)); err != nil {
 			return err
+		}
+		if err := tx.QueryRow(t.Context(), `SELECT count(*) FROM outbox_events`).Scan(&n); err != nil || n != 2+outbox.BundleFrom {
+			return fmt.Errorf("%d outbox events before the batch was sent (err %v), want %d", n, err, 2+outbox.BundleFrom)
 		}
 		if err := postgres.SendBatch(t.Context(), tx, b); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // CopyRows builds rows in PostgreSQL's binary COPY format, value by value,
@@ -39,9 +40,6 @@ const copySignature = "PGCOPY\n\377\r\n\x00"
 // pgEpochMicros is where PostgreSQL's timestamps count from (2000-01-01
 // UTC), in microseconds of Unix time.
 const pgEpochMicros = 946_684_800 * 1_000_000
-
-// textOID is the element type of text[].
-const textOID = 25
 
 // Grow makes room for n more bytes of rows, for a writer that knows its
 // rows' size roughly: appending then does not copy the buffer over.
@@ -110,6 +108,12 @@ func (r *CopyRows) UUID(id [16]byte, nullZero bool) {
 	r.buf = append(r.buf, id[:]...)
 }
 
+// Int2 appends a smallint.
+func (r *CopyRows) Int2(v int16) {
+	r.value(2)
+	r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(v))
+}
+
 // Int4 appends an integer.
 func (r *CopyRows) Int4(v int32) {
 	r.value(4)
@@ -147,27 +151,43 @@ func (r *CopyRows) JSONB(json []byte) {
 // TextArray appends a one-dimensional text[] without NULLs; an empty one
 // when elems is empty.
 func (r *CopyRows) TextArray(elems []string) {
-	if len(elems) == 0 {
-		r.value(12)
+	r.Array(pgtype.TextOID, len(elems), func(i int, b []byte) ([]byte, error) {
+		return append(b, elems[i]...), nil
+	})
+}
+
+// Array appends a one-dimensional array without NULLs of n elements of the
+// type elemOID (pgtype's OIDs), appendElem appending each element in its
+// binary format: a writer can encode elements straight into the rows, with
+// no copy of its own. An error from appendElem ends the array, and CopyFrom
+// returns it.
+func (r *CopyRows) Array(elemOID uint32, n int, appendElem func(i int, b []byte) ([]byte, error)) {
+	start := len(r.buf)
+	r.value(0) // its size, set at the end
+	if n == 0 {
 		r.buf = binary.BigEndian.AppendUint32(r.buf, 0) // dimensions
 		r.buf = binary.BigEndian.AppendUint32(r.buf, 0) // has NULLs
-		r.buf = binary.BigEndian.AppendUint32(r.buf, textOID)
-		return
+		r.buf = binary.BigEndian.AppendUint32(r.buf, elemOID)
+	} else {
+		r.buf = binary.BigEndian.AppendUint32(r.buf, 1) // dimensions
+		r.buf = binary.BigEndian.AppendUint32(r.buf, 0) // has NULLs
+		r.buf = binary.BigEndian.AppendUint32(r.buf, elemOID)
+		r.buf = binary.BigEndian.AppendUint32(r.buf, uint32(n))
+		r.buf = binary.BigEndian.AppendUint32(r.buf, 1) // lower bound
 	}
-	size := 20
-	for _, e := range elems {
-		size += 4 + len(e)
+	for i := range n {
+		at := len(r.buf)
+		b, err := appendElem(i, binary.BigEndian.AppendUint32(r.buf, 0))
+		if err != nil {
+			if r.err == nil {
+				r.err = fmt.Errorf("row %d: %w", r.rows, err)
+			}
+			return
+		}
+		r.buf = b
+		binary.BigEndian.PutUint32(r.buf[at:], uint32(len(r.buf)-at-4))
 	}
-	r.value(size)
-	r.buf = binary.BigEndian.AppendUint32(r.buf, 1) // dimensions
-	r.buf = binary.BigEndian.AppendUint32(r.buf, 0) // has NULLs
-	r.buf = binary.BigEndian.AppendUint32(r.buf, textOID)
-	r.buf = binary.BigEndian.AppendUint32(r.buf, uint32(len(elems)))
-	r.buf = binary.BigEndian.AppendUint32(r.buf, 1) // lower bound
-	for _, e := range elems {
-		r.buf = binary.BigEndian.AppendUint32(r.buf, uint32(len(e)))
-		r.buf = append(r.buf, e...)
-	}
+	binary.BigEndian.PutUint32(r.buf[start:], uint32(len(r.buf)-start-4))
 }
 
 // CopyFrom loads rows into table's columns with one COPY in tx and returns

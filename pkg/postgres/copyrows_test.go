@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/leadflow/leadflow/pkg/pgtest"
 	"github.com/leadflow/leadflow/pkg/postgres"
@@ -26,7 +29,9 @@ CREATE TABLE things (
     seen     timestamptz NOT NULL,
     attrs    jsonb NOT NULL,
     tags     text[] NOT NULL,
-    owner_id uuid
+    owner_id uuid,
+    small    smallint NOT NULL,
+    blobs    bytea[] NOT NULL
 );
 `)},
 }
@@ -41,9 +46,13 @@ type thing struct {
 	Attrs   map[string]string
 	Tags    []string
 	Owner   *[16]byte
+	Small   int16
+	Blobs   [][]byte
+
+	failBlob bool // the blobs' encoding fails
 }
 
-var thingColumns = []string{"id", "name", "size", "version", "active", "seen", "attrs", "tags", "owner_id"}
+var thingColumns = []string{"id", "name", "size", "version", "active", "seen", "attrs", "tags", "owner_id", "small", "blobs"}
 
 func (th thing) appendTo(t *testing.T, r *postgres.CopyRows) {
 	attrs, err := json.Marshal(th.Attrs)
@@ -64,6 +73,13 @@ func (th thing) appendTo(t *testing.T, r *postgres.CopyRows) {
 		owner = *th.Owner
 	}
 	r.UUID(owner, true)
+	r.Int2(th.Small)
+	r.Array(pgtype.ByteaOID, len(th.Blobs), func(i int, b []byte) ([]byte, error) {
+		if th.failBlob {
+			return b, errors.New("no encoding")
+		}
+		return append(b, th.Blobs[i]...), nil
+	})
 }
 
 // TestCopyRows stores every kind of value CopyRows encodes, edge cases
@@ -78,7 +94,8 @@ func TestCopyRows(t *testing.T) {
 	want := []thing{
 		{ID: [16]byte{1}, Name: "Zoë Ünïcode 名前", Size: -7, Version: 1 << 40, Active: true,
 			Seen: time.Date(2026, 12, 4, 21, 0, 0, 999999000, time.UTC), Attrs: map[string]string{"plan": "pro", "q": `"x"`},
-			Tags: []string{"email", "first_name", ""}, Owner: &owner},
+			Tags: []string{"email", "first_name", ""}, Owner: &owner, Small: -32768,
+			Blobs: [][]byte{{0, 1, 2}, {}, []byte("PGCOPY\n\377")}},
 		{ID: [16]byte{2}, Name: "", Size: 0, Version: -1, Active: false, Seen: before,
 			Attrs: map[string]string{}, Tags: nil},
 		{ID: [16]byte{2, 1}, Name: "far", Seen: far, Attrs: map[string]string{}, Tags: []string{}},
@@ -105,13 +122,13 @@ func TestCopyRows(t *testing.T) {
 		t.Fatalf("stored %d rows of %d (%d built)", stored, len(want), rows.Rows())
 	}
 
-	got, err := pool.Query(ctxT(t), `SELECT id, name, size, version, active, seen, attrs, tags, owner_id FROM things ORDER BY id`)
+	got, err := pool.Query(ctxT(t), `SELECT id, name, size, version, active, seen, attrs, tags, owner_id, small, blobs FROM things ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	read, err := pgx.CollectRows(got, func(row pgx.CollectableRow) (thing, error) {
 		var th thing
-		err := row.Scan(&th.ID, &th.Name, &th.Size, &th.Version, &th.Active, &th.Seen, &th.Attrs, &th.Tags, &th.Owner)
+		err := row.Scan(&th.ID, &th.Name, &th.Size, &th.Version, &th.Active, &th.Seen, &th.Attrs, &th.Tags, &th.Owner, &th.Small, &th.Blobs)
 		return th, err
 	})
 	if err != nil {
@@ -125,9 +142,13 @@ func TestCopyRows(t *testing.T) {
 		if w.Tags == nil {
 			w.Tags = []string{}
 		}
+		if w.Blobs == nil {
+			w.Blobs = [][]byte{}
+		}
 		same := g.ID == w.ID && g.Name == w.Name && g.Size == w.Size && g.Version == w.Version &&
 			g.Active == w.Active && g.Seen.Equal(w.Seen) && fmt.Sprint(g.Attrs) == fmt.Sprint(w.Attrs) &&
-			slices.Equal(g.Tags, w.Tags) && (g.Owner == nil) == (w.Owner == nil) && (g.Owner == nil || *g.Owner == *w.Owner)
+			slices.Equal(g.Tags, w.Tags) && (g.Owner == nil) == (w.Owner == nil) && (g.Owner == nil || *g.Owner == *w.Owner) &&
+			g.Small == w.Small && slices.EqualFunc(g.Blobs, w.Blobs, bytes.Equal)
 		if !same {
 			t.Errorf("row %d:\n got %+v\nwant %+v", i, g, w)
 		}
@@ -153,6 +174,12 @@ func TestCopyRowsRefusesMisshapenRows(t *testing.T) {
 			good.appendTo(t, r)
 			r.Row(1)
 			r.UUID([16]byte{11}, false)
+		},
+		"an element that failed": func(r *postgres.CopyRows) {
+			good.appendTo(t, r)
+			bad := good
+			bad.ID, bad.Blobs, bad.failBlob = [16]byte{13}, [][]byte{{1}}, true
+			bad.appendTo(t, r)
 		},
 		"fewer columns than the COPY names": func(r *postgres.CopyRows) {
 			r.Row(1)
