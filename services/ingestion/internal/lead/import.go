@@ -14,8 +14,13 @@ import (
 
 // Import limits and tuning.
 const (
-	// ImportBatchSize is how many good rows one transaction stores.
-	ImportBatchSize = 1000
+	// ImportBatchSize is the most good rows one transaction stores. A
+	// writer's first batch is importFirstBatch rows and each next one
+	// doubles up to it: the database starts work early in a stream, and
+	// later batches spread PostgreSQL's cost per COPY and transaction over
+	// more rows.
+	ImportBatchSize  = 4000
+	importFirstBatch = 500
 	// ImportWriters is how many batches of one import are stored at once,
 	// each in its own transaction. Rows are spread over the writers by
 	// email, so the rows of one email are stored in file order.
@@ -62,8 +67,9 @@ type Import struct {
 	campaign  string
 	rows      int
 	maxRows   int
-	batchSize int
+	batchSize int         // ImportBatchSize, or smaller in tests
 	pending   [][]Capture // per writer, not yet handed over
+	limit     []int       // per writer, the rows of its next batch
 	writers   []*importWriter
 	group     *errgroup.Group
 	groupCtx  context.Context
@@ -98,7 +104,7 @@ func (s *Service) NewImport(ws, source, campaign string) (*Import, error) {
 	}
 	return &Import{
 		svc: s, ws: ws, source: source, campaign: campaign, maxRows: MaxImportRows,
-		batchSize: ImportBatchSize, pending: make([][]Capture, ImportWriters),
+		batchSize: ImportBatchSize, pending: make([][]Capture, ImportWriters), limit: make([]int, ImportWriters),
 	}, nil
 }
 
@@ -122,10 +128,18 @@ func (im *Import) Add(ctx context.Context, line int64, l Lead) error {
 	}
 	w := writerOf(l.Email, len(im.pending))
 	im.pending[w] = append(im.pending[w], Capture{Lead: l, Channel: ChannelImport})
-	if len(im.pending[w]) >= im.batchSize {
+	if len(im.pending[w]) >= im.nextBatch(w) {
 		return im.hand(ctx, w)
 	}
 	return nil
+}
+
+// nextBatch is how many rows writer w's next batch takes.
+func (im *Import) nextBatch(w int) int {
+	if im.limit[w] == 0 {
+		im.limit[w] = min(importFirstBatch, im.batchSize)
+	}
+	return im.limit[w]
 }
 
 // writerOf spreads emails over n writers (FNV-1a).
@@ -187,7 +201,8 @@ func (im *Import) hand(ctx context.Context, w int) error {
 		return nil
 	}
 	im.start(ctx)
-	im.pending[w] = make([]Capture, 0, im.batchSize)
+	im.limit[w] = min(2*im.nextBatch(w), im.batchSize)
+	im.pending[w] = make([]Capture, 0, im.limit[w])
 	select {
 	case im.writers[w].batches <- batch:
 		return nil

@@ -17,6 +17,7 @@ import (
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
 	typesv1 "github.com/leadflow/leadflow/gen/go/leadflow/types/v1"
+	"github.com/leadflow/leadflow/services/ingestion/internal/lead"
 	"github.com/leadflow/leadflow/services/ingestion/internal/server"
 	"github.com/leadflow/leadflow/services/ingestion/internal/store"
 )
@@ -491,6 +492,54 @@ SELECT count(*) FROM leads
 	// One LeadUpdated per imported batch that changed a known lead.
 	if captured != emails || updated < 50 {
 		t.Fatalf("%d LeadCaptured and %d LeadUpdated events, want %d and at least 50", captured, updated, emails)
+	}
+}
+
+// TestImportBatchesGrow: a writer's first batch is small, so the database
+// starts early, and each next one doubles up to lead.ImportBatchSize. A
+// batch is one capture call, and its new leads share a creation time.
+func TestImportBatchesGrow(t *testing.T) {
+	f := newFixture(t)
+	const rows = 16_600 // about 8,300 per writer: 500, 1,000, 2,000, 4,000 and the rest
+	stream, err := f.client.ImportLeads(f.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := 0; start < rows; start += 1000 {
+		end := min(start+1000, rows)
+		msg := &ingestionv1.ImportRows{}
+		for i := start; i < end; i++ {
+			msg.Rows = append(msg.Rows, &ingestionv1.ImportRow{Lead: &ingestionv1.Lead{Email: fmt.Sprintf("grow%d@grow.example", i)}})
+		}
+		if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Rows{Rows: msg}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCreated() != rows {
+		t.Fatalf("summary = %v, want %d created", resp, rows)
+	}
+	rs, err := f.pool.Query(t.Context(), `SELECT count(*) FROM leads GROUP BY create_time ORDER BY min(create_time)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := pgx.CollectRows(rs, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The writers' batches interleave in time; each size comes once per writer.
+	count := map[int]int{}
+	for _, n := range sizes {
+		if n > lead.ImportBatchSize {
+			t.Fatalf("a batch of %d rows, over %d: %v", n, lead.ImportBatchSize, sizes)
+		}
+		count[n]++
+	}
+	if count[500] != 2 || count[1000] != 2 || count[2000] != 2 || count[lead.ImportBatchSize] != 2 || len(sizes) != 10 {
+		t.Fatalf("batches of %v rows, want each writer's to go 500, 1000, 2000, %d and the rest", sizes, lead.ImportBatchSize)
 	}
 }
 
