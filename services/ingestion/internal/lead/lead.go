@@ -193,6 +193,12 @@ func Apply(l *Lead, in Lead) []string {
 	for i, f := range l.textFields() {
 		if v := *inFields[i].val; v != "" && v != *f.val {
 			*f.val = v
+			if changed == nil {
+				// Room for every field a capture can change and one more
+				// (a new lead's email): a slice grown one by one allocates
+				// several times per lead of a bulk import.
+				changed = make([]string, 0, len(inFields)+4)
+			}
 			changed = append(changed, f.name)
 		}
 	}

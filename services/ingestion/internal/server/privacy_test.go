@@ -248,6 +248,29 @@ func TestMergeLeads(t *testing.T) {
 	if again.GetCreated() || again.GetLead().GetName() != survivor.GetName() || again.GetLead().GetIndustry() != "Finance" {
 		t.Fatalf("capture of the merged email = %v, want an update of the survivor", again)
 	}
+	// So does a bulk import's row, with enough rows that the import first
+	// asks whether the workspace has merged leads at all (the rows go to two
+	// writers).
+	stream, err := f.client.ImportLeads(f.acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bulk := &ingestionv1.ImportRows{}
+	for i := range 300 {
+		bulk.Rows = append(bulk.Rows, &ingestionv1.ImportRow{Lead: &ingestionv1.Lead{Email: fmt.Sprintf("bulk%d@merge.example", i)}})
+	}
+	bulk.Rows = append(bulk.Rows, &ingestionv1.ImportRow{Lead: &ingestionv1.Lead{Email: "samuel@merge.example", Title: "COO"}})
+	if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Rows{Rows: bulk}}); err != nil {
+		t.Fatal(err)
+	}
+	summary, err := stream.CloseAndRecv()
+	if err != nil || summary.GetCreated() != 300 || summary.GetUpdated() != 1 {
+		t.Fatalf("import with a merged email = %v, %v; want 300 created and the survivor updated", summary, err)
+	}
+	got, err = f.client.GetLead(f.acme, &ingestionv1.GetLeadRequest{Name: survivor.GetName()})
+	if err != nil || got.GetLead().GetTitle() != "COO" {
+		t.Fatalf("survivor after the import = %v, %v; want its title from the merged email's row", got, err)
+	}
 	// Repeating the merge changes nothing.
 	if _, err := f.client.MergeLeads(f.acme, &ingestionv1.MergeLeadsRequest{Name: survivor.GetName(), SourceLead: src.GetName()}); err != nil {
 		t.Fatalf("repeated merge: %v", err)

@@ -60,7 +60,7 @@ func build(base lead.Lead, isNew bool, caps []lead.Capture, idx []int) (lead.Lea
 		kind := lead.KindUpdated
 		if isNew && j == 0 {
 			kind = lead.KindCreated
-			fields = append([]string{lead.FieldEmail}, fields...)
+			fields = slices.Insert(fields, 0, lead.FieldEmail)
 		}
 		changed = changed || len(fields) > 0
 		effects[j] = effect{kind: kind, fields: fields}
@@ -130,6 +130,7 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 		}
 		var fresh []*entry
 		var freshEmails []string
+		slab := make([]entry, len(pending)-len(found)) // the new leads' entries, in one allocation
 		for _, email := range pending {
 			if l, ok := found[email]; ok {
 				e := byID[l.ID]
@@ -143,9 +144,10 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, ws string, caps []lead.C
 			domain := caps[byEmail[email][0]].Lead.CompanyDomain
 			base := lead.Lead{
 				ID: newID(), Workspace: ws, Email: email, CompanyDomain: domain, AccountID: accounts[domain],
-				Custom: map[string]string{}, CreateTime: now, UpdateTime: now, Version: 1,
+				CreateTime: now, UpdateTime: now, Version: 1,
 			}
-			e := &entry{base: base, isNew: true, caps: byEmail[email], changed: true}
+			e := &slab[len(fresh)]
+			*e = entry{base: base, isNew: true, caps: byEmail[email], changed: true}
 			var effects []effect
 			e.lead, effects, _ = build(base, true, caps, e.caps)
 			for j, i := range e.caps {
@@ -332,8 +334,25 @@ SELECT ` + leadColumns + ` FROM leads
 	return found, nil
 }
 
-// mergedEmails reports which of emails belong to merged leads.
+// mergedProbeFrom is how many emails make mergedEmails first ask whether
+// the workspace has merged leads at all.
+const mergedProbeFrom = 64
+
+// mergedEmails reports which of emails belong to merged leads. Most
+// workspaces have none: for a bulk capture, one probe of the merged
+// tombstones' index saves sending every email of the batch.
 func mergedEmails(ctx context.Context, tx pgx.Tx, ws string, emails []string) (map[string]bool, error) {
+	if len(emails) >= mergedProbeFrom {
+		const probe = `
+SELECT EXISTS (SELECT FROM leads WHERE workspace_id = $1 AND email IS NOT NULL AND merged_into IS NOT NULL)`
+		var some bool
+		if err := tx.QueryRow(ctx, probe, ws).Scan(&some); err != nil {
+			return nil, wrap("find merged leads", err)
+		}
+		if !some {
+			return nil, nil
+		}
+	}
 	const q = `
 SELECT DISTINCT email FROM leads
  WHERE workspace_id = $1 AND email = ANY($2) AND merged_into IS NOT NULL`
