@@ -136,7 +136,7 @@ SELECT id, kind, source, changed_fields, change_time FROM (
        SELECT id, kind, source, changed_fields, change_time FROM lead_changes
         WHERE workspace_id = $1 AND lead_id = $2 AND ($3::bigint IS NULL OR id < $3)
         UNION ALL
-       SELECT 0, '` + lead.KindCreated + `', create_source, create_fields, create_time FROM leads
+       SELECT 0, '` + lead.KindCreated + `', create_source, creation_field_names(create_fields), create_time FROM leads
         WHERE workspace_id = $1 AND id = $2 AND create_fields IS NOT NULL AND ($3::bigint IS NULL OR 0 < $3)) h
  ORDER BY id DESC
  LIMIT $4`

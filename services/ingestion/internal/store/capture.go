@@ -407,6 +407,29 @@ func insertLeads(ctx context.Context, tx pgx.Tx, leads []*entry) (taken bool, er
 // batch's rows are built without growing the buffer over and over.
 const leadRowSize = 400
 
+// creationFields are the fields a creation can set, in the order a capture
+// lists them; leads.create_fields keeps a creation's as a bit set in this
+// order, which migration 00006 (creation_field_names) spells out in SQL too.
+// The order is fixed for good: new fields go at the end.
+var creationFields = []string{
+	lead.FieldEmail, lead.FieldFirstName, lead.FieldLastName, lead.FieldCompany, lead.FieldTitle, lead.FieldPhone,
+	lead.FieldCountry, lead.FieldIndustry, lead.FieldSource, lead.FieldCampaign, lead.FieldEmployeeCount,
+	lead.FieldCustom, lead.FieldUnsubscribed,
+}
+
+// creationFieldBits is fields as a bit set of creationFields.
+func creationFieldBits(fields []string) (int32, error) {
+	var bits int32
+	for _, f := range fields {
+		i := slices.Index(creationFields, f)
+		if i < 0 {
+			return 0, fmt.Errorf("creation field %q has no bit", f)
+		}
+		bits |= 1 << i
+	}
+	return bits, nil
+}
+
 // emptyJSON is the custom attributes of most leads.
 var emptyJSON = []byte("{}")
 
@@ -416,6 +439,10 @@ func appendLeadRow(rows *postgres.CopyRows, e *entry) error {
 	id, err := uuid.Parse(l.ID)
 	if err != nil {
 		return fmt.Errorf("lead id: %w", err)
+	}
+	fields, err := creationFieldBits(e.created.fields)
+	if err != nil {
+		return err
 	}
 	custom := emptyJSON
 	if len(l.Custom) > 0 {
@@ -445,7 +472,7 @@ func appendLeadRow(rows *postgres.CopyRows, e *entry) error {
 	rows.Timestamptz(l.CreateTime)
 	rows.Timestamptz(l.UpdateTime)
 	rows.Text(e.created.source)
-	rows.TextArray(e.created.fields)
+	rows.Int4(fields)
 	return nil
 }
 

@@ -1,9 +1,14 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path"
+	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,5 +114,90 @@ func TestCapturesLearnCommittedAccounts(t *testing.T) {
 	}
 	if accounts != 2 {
 		t.Fatalf("%d accounts, want one per workspace", accounts)
+	}
+}
+
+// TestCreationFieldsAgreeWithTheSchema: a creation's fields are stored as
+// bits of creationFields, and read back through the schema's
+// creation_field_names. The two lists must agree name for name, and cover
+// every field a capture can report.
+func TestCreationFieldsAgreeWithTheSchema(t *testing.T) {
+	pool := pgtest.NewPool(t, Schema, Migrations, migrate.Set{Name: "outbox", FS: outbox.Migrations})
+	var all []string
+	if err := pool.QueryRow(t.Context(), `SELECT creation_field_names(-1)`).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(all, creationFields) {
+		t.Fatalf("the schema's creation fields are %v, the store's %v", all, creationFields)
+	}
+	// A creation that sets everything a capture can.
+	var l lead.Lead
+	full := lead.Lead{FirstName: "a", LastName: "b", Company: "c", Title: "d", Phone: "e", Country: "f", Industry: "g",
+		Source: "h", Campaign: "i", EmployeeCount: 1, Custom: map[string]string{"k": "v"}}
+	fields := append(append([]string{lead.FieldEmail}, lead.Apply(&l, full)...), lead.FieldUnsubscribed)
+	bits, err := creationFieldBits(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	if err := pool.QueryRow(t.Context(), `SELECT creation_field_names($1)`, bits).Scan(&names); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, fields) {
+		t.Fatalf("fields %v came back as %v", fields, names)
+	}
+	if _, err := creationFieldBits([]string{"shoe_size"}); err == nil {
+		t.Fatal("a field without a bit was given one")
+	}
+}
+
+// TestCreationFieldsMigrateToBits: creations stored as text[] before
+// migration 00006 read back the same after it turned them into bits.
+func TestCreationFieldsMigrateToBits(t *testing.T) {
+	url := pgtest.NewEmptyURL(t)
+	before := fstest.MapFS{}
+	entries, err := fs.Glob(Migrations, "migrations/*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range entries {
+		if path.Base(name) >= "00006" {
+			continue
+		}
+		data, err := fs.ReadFile(Migrations, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = &fstest.MapFile{Data: data}
+	}
+	if err := migrate.Up(t.Context(), url, Schema, before); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	created := []string{lead.FieldEmail, lead.FieldTitle, lead.FieldEmployeeCount, lead.FieldCustom}
+	if _, err := conn.Exec(t.Context(), `
+INSERT INTO ingestion.leads (id, workspace_id, email, create_time, update_time, create_source, create_fields)
+VALUES (gen_random_uuid(), 'acme', 'old@example.com', now(), now(), 'import', $1),
+       (gen_random_uuid(), 'acme', 'older@example.com', now(), now(), NULL, NULL)`, created); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Up(t.Context(), url, Schema, Migrations); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(t.Context(), `
+SELECT ingestion.creation_field_names(create_fields) FROM ingestion.leads ORDER BY email`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[[]string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !slices.Equal(got[0], created) || got[1] != nil {
+		t.Fatalf("creation fields after the migration = %q, want %q and none", got, created)
 	}
 }

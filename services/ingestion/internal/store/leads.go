@@ -313,7 +313,7 @@ UPDATE activities a SET lead_id = $3,
 		// own: listed where the merge happened, with its own time.
 		b.Queue(`
 INSERT INTO lead_changes (workspace_id, lead_id, kind, source, changed_fields, change_time)
-SELECT workspace_id, $3, '`+lead.KindCreated+`', create_source, create_fields, create_time
+SELECT workspace_id, $3, '`+lead.KindCreated+`', create_source, creation_field_names(create_fields), create_time
   FROM leads WHERE workspace_id = $1 AND id = $2 AND create_fields IS NOT NULL`, ws, source.ID, survivor.ID)
 		b.Queue(`UPDATE leads SET merged_into = $3 WHERE workspace_id = $1 AND merged_into = $2`, ws, source.ID, survivor.ID)
 		// The source keeps only its email, so later captures of it reach
