@@ -9,6 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -205,11 +208,37 @@ func TestBundleSplitsWhatIsLeftOwed(t *testing.T) {
 	if rows := outboxRows(t, pool); rows != 2 {
 		t.Fatalf("%d outbox rows, want the two split-off events alone", rows)
 	}
+	// A split-off event is the whole event.
+	rs, err := pool.Query(t.Context(), `SELECT event FROM outbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	split, err := pgx.CollectRows(rs, pgx.RowTo[[]byte])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range split {
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(raw, ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetType() != "leadflow.events.v1.LeadErased" || ev.GetWorkspace() != "acme" || ev.GetSource() == "" ||
+			ev.GetId() == "" || ev.GetLead() == "" || ev.GetPayload().GetTypeUrl() == "" {
+			t.Fatalf("split-off event %v, want it whole", ev)
+		}
+	}
 }
 
 // Events published together each keep their own payload, as returned to
-// the publisher and as delivered.
+// the publisher and as delivered, and every other field, trace context
+// included.
 func TestEventsPublishedTogetherKeepTheirPayloads(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+	ctx := trace.ContextWithRemoteSpanContext(t.Context(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceFlags: trace.FlagsSampled,
+	}))
 	pool := newPool(t)
 	msgs := make([]outbox.Message, 3*outbox.BundleFrom)
 	for i := range msgs {
@@ -219,10 +248,13 @@ func TestEventsPublishedTogetherKeepTheirPayloads(t *testing.T) {
 	var evs []*eventsv1.Event
 	if err := postgres.InTx(t.Context(), pool, func(tx pgx.Tx) error {
 		var err error
-		evs, err = newPublisher().PublishAll(t.Context(), tx, msgs)
+		evs, err = newPublisher().PublishAll(ctx, tx, msgs)
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if evs[0].GetTraceparent() == "" || evs[0].GetSource() == "" || evs[0].GetOccurTime() == nil {
+		t.Fatalf("published %v, want its trace context, source and time set", evs[0])
 	}
 	published := map[string]*eventsv1.Event{}
 	for i, ev := range evs {
