@@ -30,7 +30,7 @@ type CopyRows struct {
 	columns int // values per row, set by the first row
 	inRow   int // values appended to the current row
 	rows    int64
-	err     error // the first row with the wrong number of values
+	err     error // the first misshapen row or element that failed to encode
 }
 
 // copySignature starts a binary COPY stream, followed by a flags word and a
@@ -205,15 +205,8 @@ func CopyFrom(ctx context.Context, tx pgx.Tx, table string, columns []string, ro
 	}
 	var q strings.Builder
 	q.WriteString("COPY ")
-	q.WriteString(pgx.Identifier{table}.Sanitize())
-	q.WriteString(" (")
-	for i, c := range columns {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString(pgx.Identifier{c}.Sanitize())
-	}
-	q.WriteString(") FROM STDIN (FORMAT binary)")
+	writeTarget(&q, table, columns)
+	q.WriteString(" FROM STDIN (FORMAT binary)")
 	stream := binary.BigEndian.AppendUint16(rows.buf, math.MaxUint16) // the trailer, -1
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(stream), q.String())
 	if err != nil {

@@ -43,15 +43,8 @@ func Insert(ctx context.Context, tx pgx.Tx, b *pgx.Batch, table string, columns 
 func insertQuery(table string, columns []string) string {
 	var q strings.Builder
 	q.WriteString("INSERT INTO ")
-	q.WriteString(pgx.Identifier{table}.Sanitize())
-	q.WriteString(" (")
-	for i, c := range columns {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString(pgx.Identifier{c}.Sanitize())
-	}
-	q.WriteString(") VALUES (")
+	writeTarget(&q, table, columns)
+	q.WriteString(" VALUES (")
 	for i := range columns {
 		if i > 0 {
 			q.WriteString(", ")
@@ -60,6 +53,20 @@ func insertQuery(table string, columns []string) string {
 	}
 	q.WriteString(")")
 	return q.String()
+}
+
+// writeTarget writes table and its columns as an INSERT or a COPY names
+// them, quoted.
+func writeTarget(q *strings.Builder, table string, columns []string) {
+	q.WriteString(pgx.Identifier{table}.Sanitize())
+	q.WriteString(" (")
+	for i, c := range columns {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(pgx.Identifier{c}.Sanitize())
+	}
+	q.WriteString(")")
 }
 
 // SendBatch sends b in tx and reports its first error; an empty b sends
