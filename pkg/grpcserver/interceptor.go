@@ -150,18 +150,25 @@ func isServerFault(code codes.Code) bool {
 	return false
 }
 
-// validateUnary checks the request against its protovalidate rules. It
-// returns the validation error as is; mapErrors turns it into
-// INVALID_ARGUMENT with field violations.
+// validateUnary checks the request against its protovalidate rules and
+// for NUL characters (checkNUL). It returns the validation error as is;
+// mapErrors turns it into INVALID_ARGUMENT with field violations.
 func validateUnary(v protovalidate.Validator, skip map[string]bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if m, ok := req.(proto.Message); ok && !skip[info.FullMethod] {
-			if err := v.Validate(m); err != nil {
+			if err := validate(v, m); err != nil {
 				return nil, err
 			}
 		}
 		return handler(ctx, req)
 	}
+}
+
+func validate(v protovalidate.Validator, m proto.Message) error {
+	if err := v.Validate(m); err != nil {
+		return err
+	}
+	return checkNUL(m)
 }
 
 func validateStream(v protovalidate.Validator, skip map[string]bool) grpc.StreamServerInterceptor {
@@ -186,7 +193,7 @@ func (s *validatingStream) RecvMsg(m any) error {
 		return err
 	}
 	if msg, ok := m.(proto.Message); ok {
-		return s.v.Validate(msg)
+		return validate(s.v, msg)
 	}
 	return nil
 }

@@ -303,12 +303,17 @@ func TestUnaryErrors(t *testing.T) {
 func TestStreamValidation(t *testing.T) {
 	longSource := strings.Repeat("x", 201)
 	tests := []struct {
-		name     string
-		skip     []string
-		wantCode codes.Code
+		name      string
+		source    string
+		skip      []string
+		wantCode  codes.Code
+		wantField string // the violation of options.source
 	}{
-		{name: "invalid message fails the stream", wantCode: codes.InvalidArgument},
-		{name: "skipped method is not validated", skip: []string{ingestionv1.IngestionService_ImportLeads_FullMethodName}, wantCode: codes.OK},
+		{name: "invalid message fails the stream", source: longSource, wantCode: codes.InvalidArgument,
+			wantField: "must be at most 200 characters"},
+		{name: "a NUL character fails the stream", source: "csv\x00", wantCode: codes.InvalidArgument,
+			wantField: "must not contain NUL characters"},
+		{name: "skipped method is not validated", source: longSource, skip: []string{ingestionv1.IngestionService_ImportLeads_FullMethodName}, wantCode: codes.OK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,7 +323,7 @@ func TestStreamValidation(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := stream.Send(&ingestionv1.ImportLeadsRequest{Item: &ingestionv1.ImportLeadsRequest_Options{
-				Options: &ingestionv1.ImportOptions{Source: longSource},
+				Options: &ingestionv1.ImportOptions{Source: tt.source},
 			}}); err != nil && !errors.Is(err, io.EOF) {
 				t.Fatal(err)
 			}
@@ -332,7 +337,7 @@ func TestStreamValidation(t *testing.T) {
 			}
 			want := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
 				Field:       "options.source",
-				Description: "must be at most 200 characters",
+				Description: tt.wantField,
 			}}}
 			if diff := cmp.Diff([]any{want}, st.Details(), protocmp.Transform()); diff != "" {
 				t.Errorf("details mismatch (-want +got):\n%s", diff)

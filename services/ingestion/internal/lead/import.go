@@ -90,11 +90,13 @@ func (s *Service) NewImport(ws, source, campaign string) (*Import, error) {
 	source, campaign = clean(source), clean(campaign)
 	var v violations
 	v.prefix = "options."
-	if len(source) > MaxTextLen {
-		v.add("source", fmt.Sprintf("must be at most %d characters", MaxTextLen))
-	}
-	if len(campaign) > MaxTextLen {
-		v.add("campaign", fmt.Sprintf("must be at most %d characters", MaxTextLen))
+	for _, f := range []struct{ name, val string }{{"source", source}, {"campaign", campaign}} {
+		switch {
+		case len(f.val) > MaxTextLen:
+			v.add(f.name, fmt.Sprintf("must be at most %d characters", MaxTextLen))
+		case strings.IndexByte(f.val, 0) >= 0:
+			v.add(f.name, noNUL)
+		}
 	}
 	if err := v.err(); err != nil {
 		return nil, err

@@ -246,4 +246,7 @@ func TestImportBounds(t *testing.T) {
 	if _, err := NewService(nil).NewImport("acme", string(make([]byte, 300)), ""); err == nil {
 		t.Fatal("an over-long import source was accepted")
 	}
+	if _, err := NewService(nil).NewImport("acme", "", "q3\x00"); !slices.Equal(fields(err), []string{"options.campaign"}) {
+		t.Fatalf("a campaign with a NUL character: err = %v, want a violation of options.campaign", err)
+	}
 }

@@ -49,6 +49,10 @@ func IsFreemail(domain string) bool { return freemail[domain] }
 // clean trims and NFC-normalises s.
 func clean(s string) string { return norm.NFC.String(strings.TrimSpace(s)) }
 
+// noNUL is the violation of text with a NUL character, which PostgreSQL
+// cannot store.
+const noNUL = "must not contain NUL characters"
+
 // Normalize cleans every field of l in place and validates it. Violations
 // name fields as prefix+field ("lead.email"), all at once.
 func Normalize(l *Lead, prefix string) error {
@@ -79,8 +83,11 @@ func Normalize(l *Lead, prefix string) error {
 		{"campaign", &l.Campaign, MaxTextLen},
 	} {
 		*f.val = clean(*f.val)
-		if utf8.RuneCountInString(*f.val) > f.max {
+		switch {
+		case utf8.RuneCountInString(*f.val) > f.max:
 			v.add(f.name, fmt.Sprintf("must be at most %d characters", f.max))
+		case strings.IndexByte(*f.val, 0) >= 0:
+			v.add(f.name, noNUL)
 		}
 	}
 
@@ -109,7 +116,10 @@ func Normalize(l *Lead, prefix string) error {
 	if len(l.Custom) > MaxCustomFields {
 		v.add("custom_attributes", fmt.Sprintf("must have at most %d entries", MaxCustomFields))
 	}
-	custom := make(map[string]string, len(l.Custom))
+	var custom map[string]string // most leads have none
+	if len(l.Custom) > 0 {
+		custom = make(map[string]string, len(l.Custom))
+	}
 	for k, val := range l.Custom {
 		k, val = clean(k), clean(val)
 		switch {
@@ -117,8 +127,12 @@ func Normalize(l *Lead, prefix string) error {
 			v.add("custom_attributes", "keys must not be empty")
 		case utf8.RuneCountInString(k) > MaxCustomKeyLen:
 			v.add("custom_attributes", fmt.Sprintf("keys must be at most %d characters", MaxCustomKeyLen))
+		case strings.IndexByte(k, 0) >= 0:
+			v.add("custom_attributes", "keys "+noNUL)
 		case utf8.RuneCountInString(val) > MaxCustomValLen:
 			v.add("custom_attributes["+k+"]", fmt.Sprintf("must be at most %d characters", MaxCustomValLen))
+		case strings.IndexByte(val, 0) >= 0:
+			v.add("custom_attributes["+k+"]", noNUL)
 		default:
 			custom[k] = val
 		}

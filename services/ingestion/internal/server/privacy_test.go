@@ -324,12 +324,13 @@ func TestImportLeads(t *testing.T) {
 	send(row(6, &ingestionv1.Lead{Email: "ONE@import.example", LastName: "Later"}))
 	send(row(7, nil))
 	send(row(8, &ingestionv1.Lead{Email: "three@import.example", Source: "trade-show"}))
+	send(row(9, &ingestionv1.Lead{Email: "four@import.example", Title: "C\x00O"})) // PostgreSQL cannot store a NUL
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetCreated() != 2 || resp.GetUpdated() != 2 || resp.GetFailed() != 3 {
-		t.Fatalf("summary = %v, want created 2, updated 2, failed 3", resp)
+	if resp.GetCreated() != 2 || resp.GetUpdated() != 2 || resp.GetFailed() != 4 {
+		t.Fatalf("summary = %v, want created 2, updated 2, failed 4", resp)
 	}
 	type rowErr struct {
 		line  int64
@@ -342,7 +343,7 @@ func TestImportLeads(t *testing.T) {
 			t.Fatalf("error for line %d has no reason", e.GetLine())
 		}
 	}
-	if want := []rowErr{{3, "email"}, {5, "country"}, {7, "lead"}}; !slices.Equal(gotErrs, want) {
+	if want := []rowErr{{3, "email"}, {5, "country"}, {7, "lead"}, {9, "title"}}; !slices.Equal(gotErrs, want) {
 		t.Fatalf("errors = %v, want %v", gotErrs, want)
 	}
 	if !strings.Contains(resp.GetErrors()[1].GetReason(), "phone") {

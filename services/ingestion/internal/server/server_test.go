@@ -260,6 +260,10 @@ func TestCreateLeadRejectsInvalidInput(t *testing.T) {
 		{"email with display name", &ingestionv1.Lead{Email: "Bob <bob@example.com>"}, "lead.email"},
 		{"invalid phone", &ingestionv1.Lead{Email: "bob@example.com", Phone: "call me maybe"}, "lead.phone"},
 		{"unknown country", &ingestionv1.Lead{Email: "bob@example.com", Country: "Atlantis"}, "lead.country"},
+		// PostgreSQL cannot store a NUL character: it must not become a 500.
+		{"NUL character", &ingestionv1.Lead{Email: "bob@example.com", FirstName: "Bo\x00b"}, "lead.first_name"},
+		{"NUL character in a custom attribute", &ingestionv1.Lead{Email: "bob@example.com",
+			CustomAttributes: map[string]string{"plan": "pro\x00"}}, `lead.custom_attributes["plan"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.client.CreateLead(f.acme, &ingestionv1.CreateLeadRequest{Lead: tc.lead})
