@@ -8,8 +8,10 @@ import (
 	"io"
 	"strings"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	ingestionv1 "github.com/leadflow/leadflow/gen/go/leadflow/ingestion/v1"
 	"github.com/leadflow/leadflow/pkg/apperr"
@@ -45,9 +47,20 @@ var Policy = auth.Policy{
 // import reports bad rows by line instead of failing the stream.
 var SkipValidation = []string{ingestionv1.IngestionService_ImportLeads_FullMethodName}
 
-// maxRowsPerMessage bounds the rows of one ImportRows message, as its
-// validation rule in the proto documents (ImportLeads validates its own).
-const maxRowsPerMessage = 1000
+// maxRowsPerMessage bounds the rows of one ImportRows message. The bound is
+// the message's own validation rule, read from the proto, which ImportLeads
+// must check itself as it skips the validation interceptor.
+var maxRowsPerMessage = importRowsLimit()
+
+func importRowsLimit() int {
+	fd := (&ingestionv1.ImportRows{}).ProtoReflect().Descriptor().Fields().ByName("rows")
+	rules, _ := proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
+	n := rules.GetRepeated().GetMaxItems()
+	if n == 0 {
+		panic("ingestion: ImportRows.rows has no max_items rule")
+	}
+	return int(n)
+}
 
 // Metadata the gateway sets on the requests it forwards.
 const (
