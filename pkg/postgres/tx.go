@@ -104,17 +104,71 @@ const LockKey = `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 
 // workspace.
 type Key struct{ Workspace, ID string }
 
-// QueueLockKeys queues on b a LockKey for each distinct key, in one order
-// (so transactions taking several keys take turns rather than deadlock),
-// and returns those keys in that order.
-func QueueLockKeys(b *pgx.Batch, keys []Key) []Key {
+// lockKeysTries bounds how often LockKeys tries to take every turn at once
+// before it takes them one by one, waiting for each in turn.
+const lockKeysTries = 8
+
+// LockKeys takes the turn (LockKey) of each distinct key in tx and returns
+// those keys in a fixed order, without holding some of them while it waits
+// for others: it tries to take them all at once, and when one is taken
+// elsewhere it lets go of the rest, waits for that one to come free, and
+// tries again. Taking them one by one in order (as a plain LockKey per key
+// would) is deadlock-free but holds, while it waits for one key, every key
+// before it, and so holds up every transaction that needs any of them:
+// under load, units of many keys queue up behind each other far beyond the
+// keys they share. After lockKeysTries tries it takes them in order after
+// all. Without contention it costs one round trip.
+//
+// The turns are taken under a savepoint, which letting go rolls back to;
+// it stays open after, and commits with tx. tx must not hold turns of its
+// own already, or the waits could form a cycle with another transaction;
+// the database would then abort one of them as deadlocked, which InTx
+// retries.
+func LockKeys(ctx context.Context, tx pgx.Tx, keys []Key) ([]Key, error) {
 	sorted := slices.Clone(keys)
 	slices.SortFunc(sorted, func(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.Workspace, b.Workspace), cmp.Compare(a.ID, b.ID))
 	})
 	sorted = slices.Compact(sorted)
+	if len(sorted) == 0 {
+		return sorted, nil
+	}
+	workspaces, ids := make([]string, len(sorted)), make([]string, len(sorted))
+	for i, k := range sorted {
+		workspaces[i], ids[i] = k.Workspace, k.ID
+	}
+	// The first key (1-based) whose turn another transaction holds, or 0.
+	// The keys before it are taken; the ones after are not tried.
+	const tryAll = `
+SELECT coalesce((SELECT n FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (ws, id, n)
+                  WHERE NOT pg_try_advisory_xact_lock(hashtextextended(ws || '/' || id, 0))
+                  LIMIT 1), 0)`
+	const (
+		savepoint = `SAVEPOINT leadflow_lock_keys`
+		letGo     = `ROLLBACK TO SAVEPOINT leadflow_lock_keys` // keeps the savepoint
+	)
+	b := &pgx.Batch{}
+	b.Queue(savepoint)
+	var busy int
+	for range lockKeysTries {
+		b.Queue(tryAll, workspaces, ids).QueryRow(func(row pgx.Row) error { return row.Scan(&busy) })
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("take turns: %w", err)
+		}
+		if busy == 0 {
+			return sorted, nil
+		}
+		// Let go of the turns taken, wait for the busy one holding none,
+		// let go of it too, and try again: one round trip.
+		k := sorted[busy-1]
+		b = &pgx.Batch{}
+		b.Queue(letGo)
+		b.Queue(LockKey, k.Workspace, k.ID)
+		b.Queue(letGo)
+	}
+	b.Queue(letGo)
 	for _, k := range sorted {
 		b.Queue(LockKey, k.Workspace, k.ID)
 	}
-	return sorted
+	return sorted, tx.SendBatch(ctx, b).Close()
 }

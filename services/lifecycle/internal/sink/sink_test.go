@@ -316,9 +316,9 @@ func TestEventsInAUnitLeaveWhatOneByOneLeaves(t *testing.T) {
 		f.deliver(t, setup...)
 		c.Trips.Store(0)
 		f.deliver(t, batch...)
-		// Begin, inbox, locks and reads, writes, commit.
-		if trips := c.Trips.Load(); together && trips > 5 {
-			t.Errorf("the unit took %d round trips for %d events, want 5", trips, len(batch))
+		// Begin, inbox, turns, row locks and reads, writes, commit.
+		if trips := c.Trips.Load(); together && trips > 6 {
+			t.Errorf("the unit took %d round trips for %d events, want 6", trips, len(batch))
 		}
 		states[i] = f.state(t)
 	}

@@ -45,8 +45,11 @@ func (s *Store) BeginUnit(ctx context.Context, leads []postgres.Key) (context.Co
 	if s.tx == nil {
 		return nil, nil, errors.New("begin unit: the store is not bound to a transaction")
 	}
+	refs, err := postgres.LockKeys(ctx, s.tx, leads) // every turn before any row
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock leads: %w", err)
+	}
 	b := &pgx.Batch{}
-	refs := postgres.QueueLockKeys(b, leads) // every turn before any row
 	rows := make([]lockRow, len(refs))
 	for i, r := range refs {
 		b.Queue(lockLeadSQL, r.Workspace, r.ID, true, maxMergeChain).Query(func(res pgx.Rows) error {

@@ -84,11 +84,14 @@ func (s *Store) BeginUnit(ctx context.Context, tx pgx.Tx, leads []postgres.Key, 
 	if tx == nil {
 		return nil, nil, errors.New("begin unit outside a transaction")
 	}
-	b := &pgx.Batch{}
 	// Every lead's turn first, then the rows: a merge holds one lead's turn
 	// while it locks the other's row, so taking turn and row lead by lead
 	// could close a cycle with it.
-	refs := postgres.QueueLockKeys(b, leads)
+	refs, err := postgres.LockKeys(ctx, tx, leads)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock leads: %w", err)
+	}
+	b := &pgx.Batch{}
 	read := make([]scoring.OpenedLead, len(refs))
 	for i, r := range refs {
 		req := scoring.OpenLeadRequest{
