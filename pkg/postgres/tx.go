@@ -138,7 +138,8 @@ func LockKeys(ctx context.Context, tx pgx.Tx, keys []Key) ([]Key, error) {
 		workspaces[i], ids[i] = k.Workspace, k.ID
 	}
 	// The first key (1-based) whose turn another transaction holds, or 0.
-	// The keys before it are taken; the ones after are not tried.
+	// The keys before it are taken; the ones after are not tried. The hash
+	// is LockKey's.
 	const tryAll = `
 SELECT coalesce((SELECT n FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (ws, id, n)
                   WHERE NOT pg_try_advisory_xact_lock(hashtextextended(ws || '/' || id, 0))
