@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -128,6 +129,9 @@ func (c *csvImporter) sendRows(body io.Reader, stream ingestionv1.IngestionServi
 	for i, h := range header {
 		header[i] = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 	}
+	if slices.ContainsFunc(header, func(h string) bool { return !utf8.ValidString(h) }) {
+		return nil, errors.New("the header row must be UTF-8 text")
+	}
 	if !slices.ContainsFunc(header, func(h string) bool { return strings.EqualFold(h, "email") }) {
 		return nil, errors.New(`the header row has no "email" column`)
 	}
@@ -202,6 +206,9 @@ func leadFromRecord(header, record []string) (lead *ingestionv1.Lead, field, rea
 		v := strings.TrimSpace(record[i])
 		if v == "" || h == "" {
 			continue
+		}
+		if !utf8.ValidString(v) {
+			return nil, h, "must be UTF-8 text"
 		}
 		f, ok := importable[h]
 		if !ok {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -178,6 +179,9 @@ func (h *formHandler) readFields(w http.ResponseWriter, r *http.Request) (map[st
 		}
 		fields := make(map[string]string, len(values))
 		for k, v := range values {
+			if !utf8.ValidString(k) || !utf8.ValidString(v[0]) {
+				return nil, true, errors.New("form fields must be UTF-8 text (accept-charset=\"utf-8\" on the form)")
+			}
 			fields[k] = v[0]
 		}
 		return fields, true, nil
@@ -185,12 +189,15 @@ func (h *formHandler) readFields(w http.ResponseWriter, r *http.Request) (map[st
 		var body struct {
 			Fields map[string]string `json:"fields"`
 		}
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&body); err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				return nil, false, err
-			}
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, false, err
+		}
+		// encoding/json would quietly replace bytes that are not UTF-8.
+		if !utf8.Valid(raw) {
+			return nil, false, errors.New("body must be UTF-8 text")
+		}
+		if err := json.Unmarshal(raw, &body); err != nil {
 			return nil, false, errors.New(`body must be JSON like {"fields": {"email": "..."}}`)
 		}
 		if body.Fields == nil {

@@ -217,6 +217,27 @@ func TestFormSubmissions(t *testing.T) {
 	})
 }
 
+// Text that is not UTF-8 (a page served as Latin-1, say) is a 400, not a
+// server error, and reaches nobody.
+func TestFormTextMustBeUTF8(t *testing.T) {
+	srv, stub := newFormServer(t, gateway.FormOptions{})
+	endpoint := srv.URL + "/v1/forms/demo:submit"
+	for name, body := range map[string][2]string{
+		"form value": {"application/x-www-form-urlencoded", "email=ada%40example.com&last_name=M%FCller"},
+		"form name":  {"application/x-www-form-urlencoded", "email=ada%40example.com&%FF=x"},
+		"json":       {"application/json", "{\"fields\":{\"email\":\"ada@example.com\",\"last_name\":\"M\xfcller\"}}"},
+	} {
+		resp := post(t, endpoint, body[0], body[1], nil)
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 || !strings.Contains(string(got), "UTF-8") {
+			t.Errorf("%s: %d %s, want 400 naming UTF-8", name, resp.StatusCode, got)
+		}
+	}
+	if n := stub.count(); n != 0 {
+		t.Fatalf("%d submissions reached ingestion", n)
+	}
+}
+
 func TestFormCORS(t *testing.T) {
 	srv, stub := newFormServer(t, gateway.FormOptions{})
 	preflight := func(origin string) *http.Response {
@@ -281,7 +302,8 @@ func TestCSVImport(t *testing.T) {
 		"ada@example.com,Ada,\"1,200\",emea\n" + // line 2: stored, unknown column kept
 		"grace@example.com,Grace,many,us\n" + // line 3: refused by the gateway
 		"nope,No,5,us\n" + // line 4: refused by the service
-		"short@example.com,Short\n" // line 5: ragged
+		"short@example.com,Short\n" + // line 5: ragged
+		"latin@example.com,M\xfcller,3,eu\n" // line 6: not UTF-8 (Latin-1), refused by the gateway
 	resp := post(t, srv.URL+"/v1/leads:import?source=import", "text/csv", csv, map[string]string{"Authorization": "Bearer " + writerKey})
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
@@ -297,10 +319,10 @@ func TestCSVImport(t *testing.T) {
 	if err := json.Unmarshal(body, &summary); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}
-	if summary.Created != "1" || summary.Failed != "3" || len(summary.Errors) != 3 {
+	if summary.Created != "1" || summary.Failed != "4" || len(summary.Errors) != 4 {
 		t.Fatalf("summary = %s", body)
 	}
-	for i, want := range []string{"3", "4", "5"} {
+	for i, want := range []string{"3", "4", "5", "6"} {
 		if summary.Errors[i].Line != want {
 			t.Errorf("error %d on line %s, want %s (%s)", i, summary.Errors[i].Line, want, body)
 		}
@@ -327,6 +349,9 @@ func TestCSVImport(t *testing.T) {
 	}
 	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", "name,company\nx,y\n", map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 400 {
 		t.Fatalf("import without email column = %d, want 400", resp.StatusCode)
+	}
+	if resp := post(t, srv.URL+"/v1/leads:import", "text/csv", "email,r\xe9gion\nx@example.com,eu\n", map[string]string{"Authorization": "Bearer " + writerKey}); resp.StatusCode != 400 {
+		t.Fatalf("import with a header that is not UTF-8 = %d, want 400", resp.StatusCode)
 	}
 }
 
