@@ -148,10 +148,11 @@ func (p *Publisher) PublishAll(ctx context.Context, tx pgx.Tx, msgs []Message) (
 const typeURLPrefix = "type.googleapis.com/"
 
 // Queue is PublishAll for a caller that has statements of its own to send:
-// the events' rows and NOTIFY are queued on b, to go in the same round trip
-// when the caller sends b in tx. From bundleFrom events on, events of one
-// workspace, type and shard share a bundle row, and the bundles are COPYed
-// at once. Either way they commit or vanish with tx.
+// the NOTIFY and a few events' rows are queued on b, to go in the same round
+// trip when the caller sends b in tx; more are COPYed at once (see
+// postgres.Insert), and from bundleFrom events on, events of one workspace,
+// type and shard share a bundle row. Either way they commit or vanish with
+// tx.
 func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []Message) ([]*eventsv1.Event, error) {
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(ctx, carrier)
@@ -212,8 +213,9 @@ func (p *Publisher) Queue(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msgs []M
 	return evs, nil
 }
 
-// insertEvents queues a row for each routed event on b. Event ids go as
-// 16-byte values, which pgx encodes in binary.
+// insertEvents writes a row for each routed event with postgres.Insert
+// (queued on b when they are few). Event ids go as 16-byte values, which
+// pgx encodes in binary.
 func (p *Publisher) insertEvents(ctx context.Context, tx pgx.Tx, b *pgx.Batch, ids []uuid.UUID, evs []*eventsv1.Event, routed []int) error {
 	rows := make([][]any, 0, len(routed))
 	for _, i := range routed {
