@@ -19,9 +19,9 @@ const maxNULViolations = 20
 // work. Protocol Buffers allow it in strings; no field of ours means one.
 func checkNUL(m proto.Message) error {
 	var opts []apperr.Option
-	walkStrings(m.ProtoReflect(), "", func(path, s string) bool {
+	walkStrings(m.ProtoReflect(), nil, func(at *fieldPath, s string) bool {
 		if strings.IndexByte(s, 0) >= 0 {
-			opts = append(opts, apperr.Field(path, "must not contain NUL characters"))
+			opts = append(opts, apperr.Field(at.String(), "must not contain NUL characters"))
 		}
 		return len(opts) < maxNULViolations
 	})
@@ -31,33 +31,60 @@ func checkNUL(m proto.Message) error {
 	return apperr.InvalidArgument("text must not contain NUL characters", opts...)
 }
 
+// fieldPath is where a value sits in a request, spelled out only for a
+// violation: most requests have none, and every list element would
+// otherwise cost a formatted string.
+type fieldPath struct {
+	parent *fieldPath
+	name   string // the field, for a field
+	index  int    // the element, for a list element (name empty)
+	key    string // the key, for a map value (name empty, index -1)
+}
+
+// String names the path as protovalidate names fields: "rows[2].lead.title",
+// `custom_attributes["key"]`.
+func (p *fieldPath) String() string {
+	if p == nil {
+		return ""
+	}
+	switch {
+	case p.name != "" && p.parent != nil:
+		return p.parent.String() + "." + p.name
+	case p.name != "":
+		return p.name
+	case p.index >= 0:
+		return fmt.Sprintf("%s[%d]", p.parent, p.index)
+	default:
+		return fmt.Sprintf("%s[%q]", p.parent, p.key)
+	}
+}
+
 // walkStrings calls visit with every string in m (map keys included) and
-// its path, named as protovalidate names fields ("rows[2].lead.title",
-// `custom_attributes["key"]`), until visit returns false.
-func walkStrings(m protoreflect.Message, prefix string, visit func(path, s string) bool) bool {
+// where it is, until visit returns false.
+func walkStrings(m protoreflect.Message, at *fieldPath, visit func(at *fieldPath, s string) bool) bool {
 	more := true
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		name := prefix + string(fd.Name())
+		field := &fieldPath{parent: at, name: string(fd.Name())}
 		switch {
 		case fd.IsList():
 			list := v.List()
 			for i := 0; i < list.Len() && more; i++ {
-				more = walkValue(fd, list.Get(i), fmt.Sprintf("%s[%d]", name, i), visit)
+				more = walkValue(fd, list.Get(i), &fieldPath{parent: field, index: i}, visit)
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
 				key := k.String()
-				path := fmt.Sprintf("%s[%q]", name, key)
+				entry := &fieldPath{parent: field, index: -1, key: key}
 				if fd.MapKey().Kind() == protoreflect.StringKind {
-					more = visit(path, key)
+					more = visit(entry, key)
 				}
 				if more {
-					more = walkValue(fd.MapValue(), mv, path, visit)
+					more = walkValue(fd.MapValue(), mv, entry, visit)
 				}
 				return more
 			})
 		default:
-			more = walkValue(fd, v, name, visit)
+			more = walkValue(fd, v, field, visit)
 		}
 		return more
 	})
@@ -65,12 +92,12 @@ func walkStrings(m protoreflect.Message, prefix string, visit func(path, s strin
 }
 
 // walkValue visits one value of fd: a string, or a message to walk.
-func walkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, visit func(path, s string) bool) bool {
+func walkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, at *fieldPath, visit func(at *fieldPath, s string) bool) bool {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		return visit(path, v.String())
+		return visit(at, v.String())
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return walkStrings(v.Message(), path+".", visit)
+		return walkStrings(v.Message(), at, visit)
 	}
 	return true
 }
