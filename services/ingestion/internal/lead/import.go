@@ -67,7 +67,7 @@ type Import struct {
 	campaign  string
 	rows      int
 	maxRows   int
-	batchSize int         // ImportBatchSize, or smaller in tests
+	batchSize int         // the largest batch: ImportBatchSize
 	pending   [][]Capture // per writer, not yet handed over
 	limit     []int       // per writer, the rows of its next batch
 	writers   []*importWriter
