@@ -537,9 +537,9 @@ func (p permanent) Unwrap() error { return p.error }
 // stays whole when all its events failed alike; otherwise what is left of
 // it goes back as rows of one event each.
 //
-// The rows (ids, the batch's) are locked first, then read again: an erasure may have dropped
-// a row or blanked events of a bundle since the pass leased them (see
-// Forget), and what it removed must not come back.
+// The rows (ids, the batch's) are locked first, then read again: an
+// erasure may have dropped a row or blanked events of a bundle since the
+// pass leased them (see Forget), and what it removed must not come back.
 func (r *Relay) record(ctx context.Context, tx pgx.Tx, batch []*pending, ids []int64) error {
 	rows, err := tx.Query(ctx, `SELECT id, event_leads FROM outbox WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
